@@ -1,0 +1,31 @@
+/* Public C API of the multiplication-free engine: load a model file, run uint8 NHWC batches. */
+#ifndef MFE_H
+#define MFE_H
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct mfe_model mfe_model;
+
+/* Error codes; every call that can fail also writes a one-line message into err[errlen]. */
+enum { MFE_OK = 0, MFE_EIO = 1, MFE_EFORMAT = 2, MFE_ENOMEM = 3, MFE_EARG = 4 };
+
+/* Validate and load a model from memory (copied) or a file. Returns MFE_OK and *out on success. */
+int mfe_load(const void *data, size_t size, mfe_model **out, char *err, size_t errlen);
+int mfe_load_file(const char *path, mfe_model **out, char *err, size_t errlen);
+void mfe_free(mfe_model *m);
+
+/* Shapes per image (H, W, C) and the output dtype code (MFE_DT_INT8 or MFE_DT_INT32). */
+void mfe_input_shape(const mfe_model *m, int32_t hwc[3]);
+void mfe_output_shape(const mfe_model *m, int32_t hwc[3], int32_t *dtype);
+int32_t mfe_input_zero_point(const mfe_model *m);
+
+/* Run n images: input uint8 [n,H,W,C], output [n,H',W',C'] of the output dtype. Buffers are planned
+ * on the first call and grow only when threads exceed the plan; not safe to call concurrently on one
+ * model (use one model per thread). */
+int mfe_run(mfe_model *m, const uint8_t *input, int32_t n, void *output, int32_t threads,
+            char *err, size_t errlen);
+
+/* The instruction set the kernels were built for: "avx2", "neon" or "scalar". */
+const char *mfe_isa(void);
+
+#endif

@@ -1,0 +1,20 @@
+/* The one place the kernel instruction set is chosen, at build time.
+ * Each hot kernel exists as name__scalar plus name__avx2 / name__neon where written;
+ * MFE_KERNEL(name) picks the variant for this build. MFE_FORCE_SCALAR builds the portable code only. */
+#ifndef MFE_ARCH_H
+#define MFE_ARCH_H
+
+/* Scalar variants stay compiled in SIMD builds (they finish the tails) and may go unused there. */
+#define MFE_SCALAR_FN static __attribute__((unused))
+
+#if !defined(MFE_FORCE_SCALAR) && defined(__AVX2__)
+#  define MFE_ISA_AVX2 1
+#  include <immintrin.h>
+#  define MFE_ISA_NAME "avx2"
+#  define MFE_KERNEL(name) name##__avx2
+#else
+#  define MFE_ISA_NAME "scalar"
+#  define MFE_KERNEL(name) name##__scalar
+#endif
+
+#endif

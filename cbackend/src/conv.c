@@ -1,0 +1,165 @@
+/* conv2d and linear: int8 x int8 -> int32 accumulate -> requantise to int8 (or int32 logits).
+ * Paths: 1x1 stride-1 (a GEMM over pixels), depthwise (channels vectorised), general direct conv. */
+#include <stdlib.h>
+#include <string.h>
+#include "arch.h"
+#include "internal.h"
+
+/* ---- dot product of int8 vectors: the 1x1 / linear inner loop ---- */
+
+MFE_SCALAR_FN int32_t dot_i8__scalar(const int8_t *x, const int8_t *w, int32_t k) {
+    int32_t acc = 0;
+    for (int32_t i = 0; i < k; i++) acc += (int32_t)x[i] * w[i];
+    return acc;
+}
+
+#ifdef MFE_ISA_AVX2
+static int32_t dot_i8__avx2(const int8_t *x, const int8_t *w, int32_t k) {
+    __m256i acc = _mm256_setzero_si256();
+    int32_t i = 0;
+    for (; i + 16 <= k; i += 16) {  /* int8 -> int16, pairwise multiply-add into int32 lanes: no overflow */
+        __m256i a = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(x + i)));
+        __m256i b = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + i)));
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(a, b));
+    }
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s) + dot_i8__scalar(x + i, w + i, k - i);
+}
+#endif
+
+#define dot_i8 MFE_KERNEL(dot_i8)
+
+/* ---- depthwise: acc[c] += x[c] * w[c] over one tap, channels contiguous ---- */
+
+MFE_SCALAR_FN void dw_tap__scalar(int32_t *acc, const int8_t *x, const int8_t *w, int32_t c) {
+    for (int32_t i = 0; i < c; i++) acc[i] += (int32_t)x[i] * w[i];
+}
+
+#ifdef MFE_ISA_AVX2
+static void dw_tap__avx2(int32_t *acc, const int8_t *x, const int8_t *w, int32_t c) {
+    int32_t i = 0;
+    for (; i + 8 <= c; i += 8) {
+        __m256i a = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(x + i)));
+        __m256i b = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(w + i)));
+        __m256i *p = (__m256i *)(acc + i);
+        _mm256_storeu_si256(p, _mm256_add_epi32(_mm256_loadu_si256(p), _mm256_mullo_epi32(a, b)));
+    }
+    dw_tap__scalar(acc + i, x + i, w + i, c - i);
+}
+#endif
+
+#define dw_tap MFE_KERNEL(dw_tap)
+
+/* ---- prepare: shapes, blob sizes, the no-wrap proof, packed depthwise weights ---- */
+
+static int acc_bound_ok(const int8_t *w, const int32_t *bias, int32_t cout, int64_t k, char *err, size_t errlen) {
+    for (int32_t o = 0; o < cout; o++) {
+        int64_t s = mfe_abs64(bias[o]);
+        for (int64_t i = 0; i < k; i++) s += 128 * mfe_abs64(w[o * k + i]);
+        MFE_CHECK(s <= INT32_MAX, "int32 accumulator of channel %d could wrap (bound %lld)", o, (long long)s);
+    }
+    return MFE_OK;
+}
+
+int mfe_prepare_conv2d(const mfe_model *m, mfe_node *nd, char *err, size_t errlen) {
+    const mfe_tensor *x = &m->t[nd->in[0]], *y = &m->t[nd->out];
+    const int32_t *a = nd->a;
+    int32_t g = a[MFE_CONV2D_GROUPS], cout = a[MFE_CONV2D_COUT], kh = a[MFE_CONV2D_KH], kw = a[MFE_CONV2D_KW];
+    MFE_CHECK(x->c % g == 0 && cout % g == 0, "groups=%d must divide cin=%d and cout=%d", g, x->c, cout);
+    int64_t hp = (int64_t)x->h + a[MFE_CONV2D_PAD_T] + a[MFE_CONV2D_PAD_B], wp = (int64_t)x->w + a[MFE_CONV2D_PAD_L] + a[MFE_CONV2D_PAD_R];
+    MFE_CHECK(hp >= kh && wp >= kw, "kernel larger than padded input");
+    MFE_CHECK(y->h == (hp - kh) / a[MFE_CONV2D_STRIDE_H] + 1 && y->w == (wp - kw) / a[MFE_CONV2D_STRIDE_W] + 1 && y->c == cout,
+              "output shape %dx%dx%d disagrees with the conv geometry", y->h, y->w, y->c);
+    int64_t k = (int64_t)kh * kw * (x->c / g);
+    MFE_CHECK(nd->blob_n[MFE_CONV2D_B_WEIGHT] == cout * k && nd->blob_n[MFE_CONV2D_B_BIAS] == cout, "weight/bias sizes wrong");
+    int rc = mfe_check_requant_blobs(nd, MFE_CONV2D_B_MULT, MFE_CONV2D_B_SHIFT, cout, 1, err, errlen);
+    if (rc) return rc;
+    rc = acc_bound_ok(nd->blob[MFE_CONV2D_B_WEIGHT], nd->blob[MFE_CONV2D_B_BIAS], cout, k, err, errlen);
+    if (rc) return rc;
+    nd->scratch = sizeof(int32_t) * (size_t)cout;
+    if (g == x->c && cout == g) {  /* depthwise: repack OHW1 -> HWC so taps run along channels */
+        int8_t *p = malloc((size_t)(kh * kw) * cout);
+        if (!p) MFE_FAIL(MFE_ENOMEM, "out of memory");
+        const int8_t *w = nd->blob[MFE_CONV2D_B_WEIGHT];
+        for (int32_t o = 0; o < cout; o++)
+            for (int32_t t = 0; t < kh * kw; t++) p[(size_t)t * cout + o] = w[(size_t)o * kh * kw + t];
+        nd->prep = p;
+    }
+    return MFE_OK;
+}
+
+static void requant_row(int8_t *dst, const int32_t *acc, const mfe_node *nd, int32_t c, int32_t lo, int32_t hi) {
+    const int32_t *mult = nd->blob[MFE_CONV2D_B_MULT], *shift = nd->blob[MFE_CONV2D_B_SHIFT];
+    for (int32_t o = 0; o < c; o++) dst[o] = mfe_requant(acc[o], mult[o], shift[o], lo, hi);
+}
+
+void mfe_run_conv2d(const mfe_ctx *c, const void *in0, const void *in1, void *out) {
+    (void)in1;
+    const mfe_node *nd = c->nd;
+    const mfe_tensor *X = c->x, *Y = c->y;
+    const int32_t *a = nd->a, *bias = nd->blob[MFE_CONV2D_B_BIAS];
+    const int8_t *w = nd->blob[MFE_CONV2D_B_WEIGHT];
+    const int32_t g = a[MFE_CONV2D_GROUPS], cout = Y->c, cin_g = X->c / g, cout_g = cout / g;
+    const int32_t kh = a[MFE_CONV2D_KH], kw = a[MFE_CONV2D_KW], sh = a[MFE_CONV2D_STRIDE_H], sw = a[MFE_CONV2D_STRIDE_W];
+    const int32_t pt = a[MFE_CONV2D_PAD_T], pl = a[MFE_CONV2D_PAD_L], lo = a[MFE_CONV2D_ACT_LO], hi = a[MFE_CONV2D_ACT_HI];
+    const int depthwise = nd->prep != NULL;
+    const int64_t rows = (int64_t)c->n * Y->h;
+#pragma omp parallel for num_threads(c->threads) schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        int32_t *acc = (int32_t *)MFE_SCRATCH(c);
+        int64_t b = r / Y->h;
+        int32_t oy = (int32_t)(r % Y->h);
+        const int8_t *xb = (const int8_t *)in0 + b * X->bytes;
+        int8_t *yr = (int8_t *)out + b * Y->bytes + (size_t)oy * Y->w * cout;
+        for (int32_t ox = 0; ox < Y->w; ox++) {
+            memcpy(acc, bias, sizeof(int32_t) * (size_t)cout);
+            for (int32_t ky = 0; ky < kh; ky++) {
+                int32_t iy = oy * sh - pt + ky;
+                if (iy < 0 || iy >= X->h) continue;
+                for (int32_t kx = 0; kx < kw; kx++) {
+                    int32_t ix = ox * sw - pl + kx;
+                    if (ix < 0 || ix >= X->w) continue;
+                    const int8_t *xp = xb + ((size_t)iy * X->w + ix) * X->c;
+                    if (depthwise) {
+                        dw_tap(acc, xp, (const int8_t *)nd->prep + (size_t)(ky * kw + kx) * cout, cout);
+                        continue;
+                    }
+                    for (int32_t o = 0; o < cout; o++)
+                        acc[o] += dot_i8(xp + (o / cout_g) * cin_g, w + (((size_t)o * kh + ky) * kw + kx) * cin_g, cin_g);
+                }
+            }
+            requant_row(yr + (size_t)ox * cout, acc, nd, cout, lo, hi);
+        }
+    }
+}
+
+/* ---- linear: one dot product per output over the flattened NHWC input ---- */
+
+int mfe_prepare_linear(const mfe_model *m, mfe_node *nd, char *err, size_t errlen) {
+    const mfe_tensor *x = &m->t[nd->in[0]], *y = &m->t[nd->out];
+    int32_t cout = nd->a[MFE_LINEAR_COUT];
+    int64_t k = (int64_t)x->h * x->w * x->c;
+    MFE_CHECK(y->h == 1 && y->w == 1 && y->c == cout, "output shape must be 1x1x%d", cout);
+    MFE_CHECK(nd->blob_n[MFE_LINEAR_B_WEIGHT] == cout * k && nd->blob_n[MFE_LINEAR_B_BIAS] == cout, "weight/bias sizes wrong");
+    int rc = mfe_check_requant_blobs(nd, MFE_LINEAR_B_MULT, MFE_LINEAR_B_SHIFT, cout, y->dtype == MFE_DT_INT8, err, errlen);
+    return rc ? rc : acc_bound_ok(nd->blob[MFE_LINEAR_B_WEIGHT], nd->blob[MFE_LINEAR_B_BIAS], cout, k, err, errlen);
+}
+
+void mfe_run_linear(const mfe_ctx *c, const void *in0, const void *in1, void *out) {
+    (void)in1;
+    const mfe_node *nd = c->nd;
+    const int32_t cout = c->y->c, k = (int32_t)c->x->bytes, lo = nd->a[MFE_LINEAR_ACT_LO], hi = nd->a[MFE_LINEAR_ACT_HI];
+    const int8_t *w = nd->blob[MFE_LINEAR_B_WEIGHT];
+    const int32_t *bias = nd->blob[MFE_LINEAR_B_BIAS], *mult = nd->blob[MFE_LINEAR_B_MULT], *shift = nd->blob[MFE_LINEAR_B_SHIFT];
+    const int64_t total = (int64_t)c->n * cout;
+#pragma omp parallel for num_threads(c->threads) schedule(static)
+    for (int64_t i = 0; i < total; i++) {
+        int64_t b = i / cout;
+        int32_t o = (int32_t)(i % cout);
+        int32_t acc = bias[o] + dot_i8((const int8_t *)in0 + b * k, w + (size_t)o * k, k);
+        if (c->y->dtype == MFE_DT_INT32) ((int32_t *)out)[i] = acc;
+        else ((int8_t *)out)[i] = mfe_requant(acc, mult[o], shift[o], lo, hi);
+    }
+}

@@ -1,0 +1,89 @@
+/* hdw: multiplication-free depthwise 3x3 (seed 000), padding 1, stride 1 or 2.
+ * op(x, w) = sign(x) sign(w) min(|x|, |w|)  (min)  or  sign(x) sign(w) (|x| + |w|)  (ef):
+ * sign flips and min/add only. Channels are contiguous, so taps vectorise across channels. */
+#include <stdlib.h>
+#include <string.h>
+#include "arch.h"
+#include "internal.h"
+
+MFE_SCALAR_FN void hdw_tap__scalar(int32_t *acc, const int8_t *x, const int32_t *w, int32_t c, int32_t xs, int32_t ef) {
+    for (int32_t i = 0; i < c; i++) {
+        int32_t xv = (int32_t)((uint32_t)(int32_t)x[i] << xs), wv = w[i];
+        int32_t ax = xv < 0 ? -xv : xv, aw = wv < 0 ? -wv : wv;
+        int32_t v = ef ? ax + aw : (ax < aw ? ax : aw);
+        if (xv == 0 || wv == 0) v = 0;
+        acc[i] += (xv < 0) != (wv < 0) ? -v : v;
+    }
+}
+
+#ifdef MFE_ISA_AVX2
+static void hdw_tap__avx2(int32_t *acc, const int8_t *x, const int32_t *w, int32_t c, int32_t xs, int32_t ef) {
+    const __m128i s = _mm_cvtsi32_si128(xs);
+    int32_t i = 0;
+    for (; i + 8 <= c; i += 8) {
+        __m256i xv = _mm256_sll_epi32(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(x + i))), s);
+        __m256i wv = _mm256_loadu_si256((const __m256i *)(w + i));
+        __m256i ax = _mm256_abs_epi32(xv), aw = _mm256_abs_epi32(wv);
+        __m256i v = ef ? _mm256_add_epi32(ax, aw) : _mm256_min_epi32(ax, aw);
+        v = _mm256_sign_epi32(_mm256_sign_epi32(v, xv), wv);  /* zero where x or w is zero */
+        __m256i *p = (__m256i *)(acc + i);
+        _mm256_storeu_si256(p, _mm256_add_epi32(_mm256_loadu_si256(p), v));
+    }
+    hdw_tap__scalar(acc + i, x + i, w + i, c - i, xs, ef);
+}
+#endif
+
+#define hdw_tap MFE_KERNEL(hdw_tap)
+
+int mfe_prepare_hdw(const mfe_model *m, mfe_node *nd, char *err, size_t errlen) {
+    const mfe_tensor *x = &m->t[nd->in[0]], *y = &m->t[nd->out];
+    const int32_t s = nd->a[MFE_HDW_STRIDE], c = x->c;
+    MFE_CHECK(y->h == (x->h - 1) / s + 1 && y->w == (x->w - 1) / s + 1 && y->c == c, "output shape disagrees");
+    MFE_CHECK(nd->blob_n[MFE_HDW_B_WEIGHT] == 9 * (int64_t)c && nd->blob_n[MFE_HDW_B_BIAS] == c, "weight/bias sizes wrong");
+    int rc = mfe_check_requant_blobs(nd, MFE_HDW_B_MULT, MFE_HDW_B_SHIFT, c, 1, err, errlen);
+    if (rc) return rc;
+    const int32_t *bias = nd->blob[MFE_HDW_B_BIAS];
+    for (int32_t i = 0; i < c; i++) {
+        int64_t bound = 9 * ((128LL << nd->a[MFE_HDW_XSHIFT]) + 128) + mfe_abs64(bias[i]);
+        MFE_CHECK(bound <= INT32_MAX, "int32 accumulator of channel %d could wrap", i);
+    }
+    int32_t *w = malloc(sizeof(int32_t) * 9 * (size_t)c);  /* widened once: taps load int32 lanes */
+    if (!w) MFE_FAIL(MFE_ENOMEM, "out of memory");
+    const int8_t *src = nd->blob[MFE_HDW_B_WEIGHT];
+    for (int32_t i = 0; i < 9 * c; i++) w[i] = src[i];
+    nd->prep = w;
+    nd->scratch = sizeof(int32_t) * (size_t)c;
+    return MFE_OK;
+}
+
+void mfe_run_hdw(const mfe_ctx *c, const void *in0, const void *in1, void *out) {
+    (void)in1;
+    const mfe_node *nd = c->nd;
+    const mfe_tensor *X = c->x, *Y = c->y;
+    const int32_t C = X->c, s = nd->a[MFE_HDW_STRIDE], xs = nd->a[MFE_HDW_XSHIFT], ef = nd->a[MFE_HDW_OP];
+    const int32_t lo = nd->a[MFE_HDW_ACT_LO], hi = nd->a[MFE_HDW_ACT_HI];
+    const int32_t *w = nd->prep, *bias = nd->blob[MFE_HDW_B_BIAS];
+    const int32_t *mult = nd->blob[MFE_HDW_B_MULT], *shift = nd->blob[MFE_HDW_B_SHIFT];
+    const int64_t rows = (int64_t)c->n * Y->h;
+#pragma omp parallel for num_threads(c->threads) schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        int32_t *acc = (int32_t *)MFE_SCRATCH(c);
+        int64_t b = r / Y->h;
+        int32_t oy = (int32_t)(r % Y->h);
+        const int8_t *xb = (const int8_t *)in0 + b * X->bytes;
+        int8_t *yr = (int8_t *)out + b * Y->bytes + (size_t)oy * Y->w * C;
+        for (int32_t ox = 0; ox < Y->w; ox++) {
+            memcpy(acc, bias, sizeof(int32_t) * (size_t)C);
+            for (int32_t ky = 0; ky < 3; ky++) {
+                int32_t iy = oy * s - 1 + ky;
+                if (iy < 0 || iy >= X->h) continue;
+                for (int32_t kx = 0; kx < 3; kx++) {
+                    int32_t ix = ox * s - 1 + kx;
+                    if (ix >= 0 && ix < X->w)
+                        hdw_tap(acc, xb + ((size_t)iy * X->w + ix) * C, w + (size_t)(ky * 3 + kx) * C, C, xs, ef);
+                }
+            }
+            for (int32_t i = 0; i < C; i++) yr[(size_t)ox * C + i] = mfe_requant(acc[i], mult[i], shift[i], lo, hi);
+        }
+    }
+}

@@ -1,0 +1,100 @@
+/* Internal model structures and helpers shared by the loader, the runtime and the kernels. */
+#ifndef MFE_INTERNAL_H
+#define MFE_INTERNAL_H
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include "mfe.h"
+#include "mfe_ops.h"
+
+typedef struct {
+    int32_t h, w, c, dtype;
+    float scale;
+    size_t bytes;      /* per image */
+    size_t offset;     /* per-image offset in the arena plan; times the chunk size at run time */
+    int32_t last_use;  /* index of the last node reading it */
+} mfe_tensor;
+
+typedef struct mfe_node {
+    int32_t op, n_in, in[MFE_MAX_INPUTS], out;
+    int32_t a[MFE_MAX_ATTRS];
+    const void *blob[MFE_MAX_BLOBS];
+    int64_t blob_n[MFE_MAX_BLOBS];  /* element counts */
+    void *prep;                     /* op-specific data made at load (packed weights, tables) */
+    size_t scratch;                 /* per-thread scratch bytes the kernel needs */
+} mfe_node;
+
+struct mfe_model {
+    uint8_t *file;
+    size_t size;
+    int32_t nt, nn, input, output, zero_point;
+    mfe_tensor *t;
+    mfe_node *nodes;
+    size_t plan_bytes;  /* arena bytes per image */
+    int32_t cap_batch, cap_threads;
+    uint8_t *arena, *scratch;
+    size_t scratch_per_thread;
+};
+
+/* A kernel runs one node over n images; in/out point at [n, H, W, C] buffers. */
+typedef struct {
+    const mfe_model *m;
+    const mfe_node *nd;
+    const mfe_tensor *x, *x2, *y;
+    int32_t n, threads;
+    uint8_t *scratch;  /* threads * nd->scratch bytes */
+} mfe_ctx;
+
+typedef int (*mfe_prepare_fn)(const mfe_model *m, mfe_node *nd, char *err, size_t errlen);
+typedef void (*mfe_run_fn)(const mfe_ctx *c, const void *in0, const void *in1, void *out);
+
+#ifdef _OPENMP
+#include <omp.h>
+static inline int mfe_thread(void) { return omp_get_thread_num(); }
+#else
+static inline int mfe_thread(void) { return 0; }
+#endif
+
+/* This thread's slice of the per-thread scratch. */
+#define MFE_SCRATCH(c) ((c)->scratch + (size_t)mfe_thread() * (c)->m->scratch_per_thread)
+
+#define MFE_FAIL(code, ...) do { snprintf(err, errlen, __VA_ARGS__); return (code); } while (0)
+#define MFE_CHECK(cond, ...) do { if (!(cond)) MFE_FAIL(MFE_EFORMAT, __VA_ARGS__); } while (0)
+
+static inline int8_t mfe_sat8(int64_t v, int32_t lo, int32_t hi) {
+    return (int8_t)(v < lo ? lo : v > hi ? hi : v);
+}
+
+/* floor((v + 2^(s-1)) / 2^s), exact for s == 0; the rounding every op uses. */
+static inline int64_t mfe_rshift_round(int64_t v, int32_t s) {
+    return s ? (v + ((int64_t)1 << (s - 1))) >> s : v;
+}
+
+/* int32 accumulator -> int8: clamp(rshift_round(acc * mult, shift), lo, hi); |acc * mult| < 2^62. */
+static inline int8_t mfe_requant(int32_t acc, int32_t mult, int32_t shift, int32_t lo, int32_t hi) {
+    return mfe_sat8(mfe_rshift_round((int64_t)acc * mult, shift), lo, hi);
+}
+
+static inline int64_t mfe_abs64(int64_t v) { return v < 0 ? -v : v; }
+
+/* Per-family entry points (one C file each). */
+#define MFE_DECLARE(op) \
+    int mfe_prepare_##op(const mfe_model *m, mfe_node *nd, char *err, size_t errlen); \
+    void mfe_run_##op(const mfe_ctx *c, const void *in0, const void *in1, void *out);
+MFE_DECLARE(conv2d)
+MFE_DECLARE(linear)
+MFE_DECLARE(wht)
+MFE_DECLARE(hdw)
+MFE_DECLARE(sumpool)
+MFE_DECLARE(add)
+MFE_DECLARE(clamp)
+MFE_DECLARE(requantize)
+MFE_DECLARE(avgpool)
+
+/* Shared checks used by several prepare functions. */
+int mfe_check_requant_blobs(const mfe_node *nd, int b_mult, int b_shift, int32_t c, int out_int8,
+                            char *err, size_t errlen);
+
+void mfe_sha256(const uint8_t *data, size_t len, uint8_t out[32]);
+
+#endif

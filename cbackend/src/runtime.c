@@ -1,0 +1,92 @@
+/* Memory plan and graph execution: one arena sized once per model, images run in chunks. */
+#include <stdlib.h>
+#include <string.h>
+#include "arch.h"
+#include "internal.h"
+
+#define CHUNK 16  /* images per pass through the graph: bounds the arena, keeps activations in cache */
+
+static const mfe_run_fn RUN[MFE_OP_COUNT] = {
+    [MFE_OP_CONV2D] = mfe_run_conv2d, [MFE_OP_LINEAR] = mfe_run_linear, [MFE_OP_WHT] = mfe_run_wht,
+    [MFE_OP_HDW] = mfe_run_hdw, [MFE_OP_SUMPOOL] = mfe_run_sumpool, [MFE_OP_ADD] = mfe_run_add,
+    [MFE_OP_CLAMP] = mfe_run_clamp, [MFE_OP_REQUANTIZE] = mfe_run_requantize, [MFE_OP_AVGPOOL] = mfe_run_avgpool,
+};
+
+const char *mfe_isa(void) { return MFE_ISA_NAME; }
+
+static size_t align64(size_t v) { return (v + 63) & ~(size_t)63; }
+
+/* Greedy first-fit over tensor lifetimes: a tensor lives from the node that writes it (the input: from
+ * the start) to its last reader; tensors whose lifetimes overlap never share bytes. */
+int mfe_plan_arena(mfe_model *m, char *err, size_t errlen) {
+    int32_t *born = malloc(sizeof(int32_t) * (size_t)m->nt), *order = malloc(sizeof(int32_t) * (size_t)m->nt);
+    if (!born || !order) { free(born); free(order); MFE_FAIL(MFE_ENOMEM, "out of memory"); }
+    int32_t placed = 0;
+    for (int32_t i = 0; i < m->nt; i++) born[i] = -2;
+    born[m->input] = -1;
+    order[placed++] = m->input;
+    for (int32_t i = 0; i < m->nn; i++) born[m->nodes[i].out] = i, order[placed++] = m->nodes[i].out;
+    size_t top = 0, scratch = 0;
+    for (int32_t k = 0; k < placed; k++) {
+        mfe_tensor *t = &m->t[order[k]];
+        size_t off = 0, size = align64(t->bytes);
+        for (int moved = 1; moved;) {  /* lowest offset clear of every overlapping live tensor */
+            moved = 0;
+            for (int32_t j = 0; j < k; j++) {
+                const mfe_tensor *u = &m->t[order[j]];
+                int overlap_time = born[order[j]] <= t->last_use && born[order[k]] <= u->last_use;
+                if (overlap_time && off < u->offset + align64(u->bytes) && u->offset < off + size)
+                    off = u->offset + align64(u->bytes), moved = 1;
+            }
+        }
+        t->offset = off;
+        if (off + size > top) top = off + size;
+    }
+    for (int32_t i = 0; i < m->nn; i++)
+        if (m->nodes[i].scratch > scratch) scratch = m->nodes[i].scratch;
+    free(born);
+    free(order);
+    m->plan_bytes = top;
+    m->scratch_per_thread = align64(scratch);
+    return MFE_OK;
+}
+
+static int reserve(mfe_model *m, int32_t threads, char *err, size_t errlen) {
+    if (!m->arena) {
+        m->arena = aligned_alloc(64, align64(m->plan_bytes * CHUNK) + 64);
+        m->cap_batch = CHUNK;
+    }
+    if (threads > m->cap_threads) {
+        free(m->scratch);
+        m->scratch = aligned_alloc(64, m->scratch_per_thread * (size_t)threads + 64);
+        m->cap_threads = m->scratch ? threads : 0;
+    }
+    if (!m->arena || !m->scratch) MFE_FAIL(MFE_ENOMEM, "out of memory planning %zu bytes", m->plan_bytes * CHUNK);
+    return MFE_OK;
+}
+
+int mfe_run(mfe_model *m, const uint8_t *input, int32_t n, void *output, int32_t threads, char *err, size_t errlen) {
+    if (n < 0 || threads < 1 || threads > 256) MFE_FAIL(MFE_EARG, "bad batch %d or threads %d", n, threads);
+    int rc = reserve(m, threads, err, errlen);
+    if (rc) return rc;
+    const mfe_tensor *ti = &m->t[m->input], *to = &m->t[m->output];
+    for (int32_t b0 = 0; b0 < n; b0 += CHUNK) {
+        int32_t nb = n - b0 < CHUNK ? n - b0 : CHUNK;
+        int8_t *x = (int8_t *)(m->arena + ti->offset * CHUNK);
+        const uint8_t *u = input + (size_t)b0 * ti->bytes;
+        for (size_t i = 0; i < (size_t)nb * ti->bytes; i++) {
+            int v = (int)u[i] - m->zero_point;
+            x[i] = (int8_t)(v > 127 ? 127 : v);  /* v >= -255: clamp below only matters for zp > 128 */
+            if (v < -128) x[i] = -128;
+        }
+        for (int32_t k = 0; k < m->nn; k++) {
+            const mfe_node *nd = &m->nodes[k];
+            mfe_ctx c = {m, nd, &m->t[nd->in[0]], nd->n_in > 1 ? &m->t[nd->in[1]] : NULL, &m->t[nd->out],
+                         nb, threads, m->scratch};
+            const void *in1 = nd->n_in > 1 ? m->arena + c.x2->offset * CHUNK : NULL;
+            RUN[nd->op](&c, m->arena + c.x->offset * CHUNK, in1, m->arena + c.y->offset * CHUNK);
+        }
+        memcpy((uint8_t *)output + (size_t)b0 * to->bytes, m->arena + to->offset * CHUNK, (size_t)nb * to->bytes);
+    }
+    return MFE_OK;
+}

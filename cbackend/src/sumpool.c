@@ -1,0 +1,53 @@
+/* sumpool: stride-1 sums over a (cw channels x kh x kw) window, adds only (seed 001). Per output row:
+ * column sums over kh rows and cw channels, then a horizontal sum over kw; zero padding spatially. */
+#include <stdlib.h>
+#include <string.h>
+#include "internal.h"
+
+int mfe_prepare_sumpool(const mfe_model *m, mfe_node *nd, char *err, size_t errlen) {
+    const mfe_tensor *x = &m->t[nd->in[0]], *y = &m->t[nd->out];
+    const int32_t *a = nd->a;
+    int64_t wp = (int64_t)x->w + a[MFE_SUMPOOL_PAD_L] + a[MFE_SUMPOOL_PAD_R];
+    int64_t ho = (int64_t)x->h + a[MFE_SUMPOOL_PAD_T] + a[MFE_SUMPOOL_PAD_B] - a[MFE_SUMPOOL_KH] + 1;
+    MFE_CHECK(y->h == ho && y->w == wp - a[MFE_SUMPOOL_KW] + 1 && y->c == (int64_t)x->c - a[MFE_SUMPOOL_CW] + 1 && y->c > 0,
+              "output shape disagrees with the window");
+    MFE_CHECK(128LL * a[MFE_SUMPOOL_CW] * a[MFE_SUMPOOL_KH] * a[MFE_SUMPOOL_KW] <= INT32_MAX, "int32 sum could wrap");
+    nd->scratch = sizeof(int32_t) * (size_t)wp * y->c;
+    return MFE_OK;
+}
+
+void mfe_run_sumpool(const mfe_ctx *c, const void *in0, const void *in1, void *out) {
+    (void)in1;
+    const int32_t *a = c->nd->a;
+    const mfe_tensor *X = c->x, *Y = c->y;
+    const int32_t cw = a[MFE_SUMPOOL_CW], kh = a[MFE_SUMPOOL_KH], kw = a[MFE_SUMPOOL_KW];
+    const int32_t pt = a[MFE_SUMPOOL_PAD_T], pl = a[MFE_SUMPOOL_PAD_L], co = Y->c;
+    const int32_t wp = X->w + pl + a[MFE_SUMPOOL_PAD_R];
+    const int32_t mult = a[MFE_SUMPOOL_MULT], shift = a[MFE_SUMPOOL_SHIFT], lo = a[MFE_SUMPOOL_ACT_LO], hi = a[MFE_SUMPOOL_ACT_HI];
+    const int64_t rows = (int64_t)c->n * Y->h;
+#pragma omp parallel for num_threads(c->threads) schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        int32_t *col = (int32_t *)MFE_SCRATCH(c);
+        int64_t b = r / Y->h;
+        int32_t oy = (int32_t)(r % Y->h);
+        const int8_t *xb = (const int8_t *)in0 + b * X->bytes;
+        int8_t *yr = (int8_t *)out + b * Y->bytes + (size_t)oy * Y->w * co;
+        memset(col, 0, sizeof(int32_t) * (size_t)wp * co);
+        for (int32_t dy = 0; dy < kh; dy++) {
+            int32_t iy = oy - pt + dy;
+            if (iy < 0 || iy >= X->h) continue;
+            for (int32_t ix = 0; ix < X->w; ix++) {
+                const int8_t *xp = xb + ((size_t)iy * X->w + ix) * X->c;
+                int32_t *cp = col + (size_t)(ix + pl) * co;
+                for (int32_t o = 0; o < co; o++)
+                    for (int32_t dc = 0; dc < cw; dc++) cp[o] += xp[o + dc];
+            }
+        }
+        for (int32_t ox = 0; ox < Y->w; ox++)
+            for (int32_t o = 0; o < co; o++) {
+                int32_t s = 0;
+                for (int32_t dx = 0; dx < kw; dx++) s += col[(size_t)(ox + dx) * co + o];
+                yr[(size_t)ox * co + o] = mfe_requant(s, mult, shift, lo, hi);
+            }
+    }
+}

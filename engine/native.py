@@ -1,0 +1,48 @@
+"""The C backend through cffi: one loaded C model per Model, guarded by a lock (mfe_run reuses buffers)."""
+from __future__ import annotations
+
+import importlib
+import threading
+
+import numpy as np
+
+
+class BackendError(RuntimeError):
+    """A backend cannot run here (not built, no device)."""
+
+
+def _module(variant: str):
+    try:
+        return importlib.import_module(f"engine._mfe_{variant}")
+    except ImportError:
+        raise BackendError(f"C backend '{variant}' is not built: run `make build`") from None
+
+
+class NativeModel:
+    def __init__(self, data: bytes, variant: str = "native"):
+        mod = _module(variant)
+        self.ffi, self.lib = mod.ffi, mod.lib
+        self.isa = self.ffi.string(self.lib.mfe_isa()).decode()
+        err = self.ffi.new("char[256]")
+        ptr = self.ffi.new("mfe_model **")
+        if self.lib.mfe_load(data, len(data), ptr, err, 256) != 0:
+            from .graph import ModelError
+            raise ModelError(self.ffi.string(err).decode())
+        self._m = self.ffi.gc(ptr[0], self.lib.mfe_free)
+        hwc, dt = self.ffi.new("int32_t[3]"), self.ffi.new("int32_t *")
+        self.lib.mfe_output_shape(self._m, hwc, dt)
+        self.out_shape = tuple(hwc)
+        self.out_dtype = np.int32 if dt[0] == 2 else np.int8
+        self._lock = threading.Lock()
+
+    def run(self, x: np.ndarray, threads: int = 1) -> np.ndarray:
+        """uint8 (N, H, W, C) -> output (N, H', W', C') in the model's output dtype."""
+        x = np.ascontiguousarray(x, dtype=np.uint8)
+        out = np.empty((x.shape[0], *self.out_shape), dtype=self.out_dtype)
+        err = self.ffi.new("char[256]")
+        with self._lock:
+            rc = self.lib.mfe_run(self._m, self.ffi.from_buffer("uint8_t[]", x), x.shape[0],
+                                  self.ffi.from_buffer(out), threads, err, 256)
+        if rc != 0:
+            raise BackendError(self.ffi.string(err).decode())
+        return out

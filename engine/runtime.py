@@ -1,0 +1,82 @@
+"""Engine API: engine.load(path) -> Model; Model.run(images, backend=...) -> int32 logits."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import format as fmt
+from .graph import Graph, ModelError
+from .native import BackendError, NativeModel
+
+BACKENDS = ("ref", "c", "c-scalar", "cuda")
+
+
+class InputError(ValueError):
+    """Input images of the wrong shape, dtype or values."""
+
+
+class Model:
+    def __init__(self, graph: Graph, data: bytes, name: str = "model"):
+        self.graph, self.data, self.name = graph, data, name
+        self._native: dict[str, NativeModel] = {}
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return self.graph.tensors[self.graph.input].shape
+
+    def prepare_input(self, x: np.ndarray) -> np.ndarray:
+        """uint8 or float-in-[0, 1] images, (N,H,W,C), (H,W,C) or (N,H,W) for one channel -> uint8 NHWC."""
+        x = np.asarray(x)
+        h, w, c = self.input_shape
+        if x.ndim == 3 and x.shape == (h, w, c):
+            x = x[None]
+        elif x.ndim == 3 and c == 1 and x.shape[1:] == (h, w):
+            x = x[..., None]
+        if x.ndim != 4 or x.shape[1:] != (h, w, c):
+            raise InputError(f"input shape {x.shape} does not match the model's NHWC input (N, {h}, {w}, {c})")
+        if x.shape[0] == 0:
+            raise InputError("empty batch: no images to run")
+        if x.dtype == np.uint8:
+            return x
+        if np.issubdtype(x.dtype, np.floating):
+            if not np.isfinite(x).all():
+                raise InputError("input holds NaN or infinite values")
+            return np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
+        raise InputError(f"input dtype {x.dtype} not supported: give uint8 pixels or floats in [0, 1]")
+
+    def run(self, x: np.ndarray, backend: str = "c", threads: int = 1) -> np.ndarray:
+        """Run a batch; returns the output as int32, (N, classes) for a 1x1xC output."""
+        u8 = self.prepare_input(x)
+        if backend == "ref":
+            out = self.graph.run_reference(self.graph.quantize_input(u8))
+        elif backend in ("c", "c-scalar"):
+            out = self.native(backend).run(u8, threads)
+        elif backend == "cuda":
+            raise BackendError("the CUDA backend is not built in this version")
+        else:
+            raise BackendError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+        out = out.astype(np.int32)
+        return out.reshape(out.shape[0], -1) if out.shape[1:3] == (1, 1) else out
+
+    def native(self, backend: str = "c") -> NativeModel:
+        if backend not in self._native:
+            self._native[backend] = NativeModel(self.data, "native" if backend == "c" else "scalar")
+        return self._native[backend]
+
+
+def load(path: str) -> Model:
+    """Read and validate a model file (raises ModelError with the problem and its byte offset)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(fmt.MAX_FILE + 1)
+    except OSError as e:
+        raise ModelError(f"{path}: {e.strerror}") from None
+    try:
+        graph = fmt.from_bytes(data)
+    except ModelError as e:
+        raise ModelError(f"{path}: {e}") from None
+    return Model(graph, data, name=path)
+
+
+def from_graph(graph: Graph, name: str = "model") -> Model:
+    data = fmt.to_bytes(graph)
+    return Model(fmt.from_bytes(data), data, name)
