@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import os
 import pathlib
+import shutil
 import sys
 
 from cffi import FFI
 
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
-SOURCES = sorted(str(p.relative_to(ROOT)) for p in (HERE / "src").glob("*.c"))
+SOURCES = sorted(str(p) for p in (HERE / "src").glob("*.c"))
 CDEF = """
 typedef struct mfe_model mfe_model;
 int mfe_load(const void *data, size_t size, mfe_model **out, char *err, size_t errlen);
@@ -38,8 +39,8 @@ def build(variant: str) -> str:
                    extra_compile_args=["-std=c11", "-fopenmp", "-Wall", "-Wextra", "-Wno-unused-parameter",
                                        "-Werror=implicit-function-declaration", *VARIANTS[variant]],
                    extra_link_args=["-fopenmp"])
-    os.chdir(ROOT)
-    return ffi.compile(tmpdir=str(ROOT), verbose=False)
+    built = ffi.compile(tmpdir=str(ROOT / "build"), verbose=False)
+    return shutil.copy(built, ROOT / "engine")
 
 
 if __name__ == "__main__":

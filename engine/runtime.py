@@ -46,16 +46,22 @@ class Model:
     def run(self, x: np.ndarray, backend: str = "c", threads: int = 1) -> np.ndarray:
         """Run a batch; returns the output as int32, (N, classes) for a 1x1xC output."""
         u8 = self.prepare_input(x)
+        self.check_backend(backend)
         if backend == "ref":
             out = self.graph.run_reference(self.graph.quantize_input(u8))
-        elif backend in ("c", "c-scalar"):
-            out = self.native(backend).run(u8, threads)
-        elif backend == "cuda":
-            raise BackendError("the CUDA backend is not built in this version")
         else:
-            raise BackendError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+            out = self.native(backend).run(u8, threads)
         out = out.astype(np.int32)
         return out.reshape(out.shape[0], -1) if out.shape[1:3] == (1, 1) else out
+
+    def check_backend(self, backend: str) -> None:
+        """Raise BackendError unless `backend` can run this model here."""
+        if backend == "cuda":
+            raise BackendError("the CUDA backend is not built in this version")
+        if backend not in BACKENDS:
+            raise BackendError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+        if backend != "ref":
+            self.native(backend)
 
     def native(self, backend: str = "c") -> NativeModel:
         if backend not in self._native:

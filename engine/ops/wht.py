@@ -150,10 +150,15 @@ def smooth_table(scale_z: float) -> tuple[int, np.ndarray]:
         g += 1
     codes = np.zeros((TABLE_TERMS, TABLE_LEN), dtype=np.int8)
     for i in range(TABLE_LEN):
-        lo, hi = i << g, (i + 1) << g
-        f = 0.5 * (math.tanh(lo * scale_z) + math.tanh(hi * scale_z)) if i < TABLE_LEN - 1 else 1.0
-        codes[:, i] = _pow2_terms(f)
+        lo, hi = _bucket_tanh(i, g, scale_z)
+        codes[:, i] = _pow2_terms(0.5 * (lo + hi))
     return g, codes
+
+
+def _bucket_tanh(i: int, g: int, scale_z: float) -> tuple[float, float]:
+    """tanh over the integers |z| of bucket i ([i 2^g, (i+1) 2^g - 1]; the last one is open above)."""
+    hi = 1.0 if i == TABLE_LEN - 1 else math.tanh((((i + 1) << g) - 1) * scale_z)
+    return math.tanh((i << g) * scale_z), hi
 
 
 def smooth_factor(codes: np.ndarray, i: int) -> float:
@@ -166,7 +171,5 @@ def smooth_error_bound(scale_z: float, g: int, codes: np.ndarray) -> float:
     worst = 0.0
     for i in range(TABLE_LEN):
         f = smooth_factor(codes, i)
-        lo = math.tanh((i << g) * scale_z)
-        hi = 1.0 if i == TABLE_LEN - 1 else math.tanh(((i + 1) << g) * scale_z)
-        worst = max(worst, abs(f - lo), abs(f - hi))
+        worst = max(worst, *(abs(f - t) for t in _bucket_tanh(i, g, scale_z)))
     return worst

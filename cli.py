@@ -1,0 +1,215 @@
+#!/usr/bin/env python3
+"""mfe: a multiplication-free integer CNN engine. `python cli.py --help` lists the commands."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import statistics
+import sys
+import time
+
+import click
+import numpy as np
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_MODEL = os.path.join(ROOT, "zoo", "default.mfe")
+SAMPLE = os.path.join(ROOT, "zoo", "fashion-mnist-sample.npz")
+
+
+def fail(msg: str) -> None:
+    raise click.ClickException(msg)
+
+
+def load_model(path: str | None):
+    import engine
+    return engine.load(path or DEFAULT_MODEL)
+
+
+def load_inputs(input_path: str | None, dataset: str | None) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """Images (and labels where known) from a .npy/.npz file, a dataset spec, or the embedded sample."""
+    if input_path and dataset:
+        fail("give --input or --dataset, not both")
+    if dataset:
+        from training.data import load_fashion_mnist
+        parts = dataset.split(":")
+        if parts[0] != "fashion-mnist" or len(parts) > 3:
+            fail(f"unknown dataset {dataset!r}: use fashion-mnist[:train|test][:N]")
+        split = parts[1] if len(parts) > 1 and parts[1] else "test"
+        try:
+            n = int(parts[2]) if len(parts) > 2 else None
+            images, labels = load_fashion_mnist(split)
+        except (ValueError, FileNotFoundError) as e:
+            fail(str(e).splitlines()[0])
+        return images[:n], labels[:n], dataset
+    path = input_path or SAMPLE
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        fail(f"cannot read {path}: {e}")
+    if isinstance(data, np.lib.npyio.NpzFile):
+        if "images" not in data:
+            fail(f"{path}: an .npz input needs an 'images' array (and optionally 'labels')")
+        return data["images"], (data["labels"] if "labels" in data else None), path
+    return data, None, path
+
+
+def logits_sha256(logits: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(logits, dtype="<i4").tobytes()).hexdigest()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Quantised, multiplication-free CNN inference: WHT layers, integer thresholds,
+    Hadamard depthwise ops and int8 convolutions on a small C backend.
+
+    \b
+    Example:
+      python cli.py run --json            # the embedded default model on sample images
+      python cli.py inspect               # per-layer multiplies and adds
+    """
+    ctx.obj = {"debug": debug}
+
+
+@cli.command()
+@click.argument("model", required=False, type=click.Path(dir_okay=False))
+@click.option("--input", "input_path", type=click.Path(dir_okay=False), help="uint8 NHWC .npy (or .npz with images/labels).")
+@click.option("--dataset", help="fashion-mnist[:train|test][:N] from the Debian package.")
+@click.option("--backend", type=click.Choice(["ref", "c", "cuda"]), default="c", show_default=True)
+@click.option("--threads", type=click.IntRange(1, 256), default=1, show_default=True)
+@click.option("--batch", type=click.IntRange(1, 1 << 20), default=64, show_default=True, help="Images per call.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def run(model: str | None, input_path: str | None, dataset: str | None, backend: str, threads: int, batch: int,
+        as_json: bool) -> None:
+    """Run MODEL (default: the embedded zoo model) on images and report predictions.
+
+    \b
+    Example:
+      python cli.py run --json
+      python cli.py run zoo/default.mfe --dataset fashion-mnist:test:1000 --threads 2
+    """
+    import engine
+    m = load_model(model)
+    images, labels, source = load_inputs(input_path, dataset)
+    try:
+        u8 = m.prepare_input(images)
+        m.check_backend(backend)
+    except (engine.InputError, engine.BackendError) as e:
+        fail(str(e))
+    outs, times = [], []
+    show = not as_json and len(u8) > batch
+    with click.progressbar(range(0, len(u8), batch), label="running", file=sys.stderr) if show else \
+            _plain(range(0, len(u8), batch)) as starts:
+        for s in starts:
+            t0 = time.perf_counter()
+            outs.append(m.run(u8[s:s + batch], backend=backend, threads=threads))
+            times.append((time.perf_counter() - t0) * 1e3)
+    logits = np.concatenate(outs)
+    preds = logits.reshape(len(logits), -1).argmax(1)
+    med = statistics.median(times)
+    result = {"model": m.name, "backend": backend, "threads": threads, "batch": batch, "n": int(len(u8)),
+              "input": source, "predictions": preds.tolist(), "logits_sha256": logits_sha256(logits),
+              "latency_ms": {"per_batch_median": round(med, 4), "per_image": round(med / min(batch, len(u8)), 5)}}
+    if backend != "ref":
+        result["isa"] = m.native().isa if backend == "c" else backend
+    if labels is not None:
+        result["accuracy"] = round(float((preds == np.asarray(labels)[:len(preds)]).mean()), 6)
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    click.echo(f"model     {m.name}")
+    click.echo(f"backend   {backend} ({result.get('isa', 'numpy')}), {threads} thread(s), batch {batch}")
+    click.echo(f"images    {result['n']} from {source}")
+    if "accuracy" in result:
+        click.echo(f"accuracy  {100 * result['accuracy']:.2f}%")
+    click.echo(f"latency   {med:.3f} ms per batch (median), {result['latency_ms']['per_image']:.4f} ms per image")
+    click.echo(f"logits    sha256 {result['logits_sha256']}")
+    click.echo("predicted " + " ".join(map(str, preds[:20].tolist())) + (" ..." if len(preds) > 20 else ""))
+
+
+class _plain:
+    """A no-op stand-in for click.progressbar's context manager."""
+    def __init__(self, it):
+        self.it = it
+
+    def __enter__(self):
+        return self.it
+
+    def __exit__(self, *exc):
+        return False
+
+
+@cli.command()
+@click.argument("model", required=False, type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def inspect(model: str | None, as_json: bool) -> None:
+    """Per-layer op, shapes, parameters, multiplies and adds of MODEL (default: the zoo model).
+
+    \b
+    Example:
+      python cli.py inspect
+      python cli.py inspect zoo/default.mfe --json
+    """
+    from engine.inspect import report
+    m = load_model(model)
+    rep = report(m.graph)
+    if as_json:
+        click.echo(json.dumps({"model": m.name, **rep}))
+        return
+    fmt = "{:<4} {:<22} {:<10} {:<16} {:<12} {:>9} {:>12} {:>12}"
+    click.echo(fmt.format("#", "name", "op", "input", "output", "params", "multiplies", "adds"))
+    for i, r in enumerate(rep["layers"]):
+        shp = lambda s: "x".join(map(str, s))
+        click.echo(fmt.format(i, r["name"][:22], r["op"], "+".join(shp(s) for s in r["input"]), shp(r["output"]),
+                              r["params"], r["multiplies"], r["adds"]))
+    t = rep["totals"]
+    click.echo(fmt.format("", "total", "", "", "", t["params"], t["multiplies"], t["adds"]))
+    click.echo(f"peak activation memory: {rep['peak_activation_bytes']} bytes per image")
+
+
+def not_yet(name: str, what: str):
+    @cli.command(name, context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+                 help=f"{what} (not implemented yet).")
+    def _cmd() -> None:
+        fail(f"'{name}' is not implemented yet")
+    return _cmd
+
+
+not_yet("convert", "Convert a PyTorch checkpoint into an integer model file")
+not_yet("bench", "Benchmark the engine against PyTorch and ONNX Runtime")
+not_yet("cross-compile", "Build the C backend and runner for an ARM board")
+
+
+def _register_train() -> None:
+    from training.command import train
+    cli.add_command(train)
+
+
+_register_train()
+
+
+def main(argv: list[str] | None = None) -> int:
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        cli.main(args=argv, standalone_mode=False)
+        return 0
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.exceptions.Abort:
+        click.echo("error: aborted", err=True)
+        return 1
+    except click.ClickException as e:
+        click.echo(f"error: {e.format_message()}", err=True)
+        return 1
+    except Exception as e:  # noqa: BLE001 - the CLI's contract: one line, no traceback
+        if debug:
+            raise
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        click.echo(f"error: {msg}", err=True)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

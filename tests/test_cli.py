@@ -1,0 +1,75 @@
+"""The CLI contract: commands, JSON keys, backends agreeing, one-line errors with exit 1."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def cli(*args, ok=True):
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "cli.py"), *args], capture_output=True, text=True, cwd=ROOT)
+    if ok:
+        assert p.returncode == 0, p.stderr
+    return p
+
+
+def test_help_lists_commands():
+    out = cli("--help").stdout
+    for name in ("train", "convert", "run", "inspect", "bench", "cross-compile"):
+        assert name in out
+    for name in ("run", "inspect"):
+        assert "Example" in cli(name, "--help").stdout
+
+
+def test_run_backends_agree_on_default_model():
+    c = json.loads(cli("run", "--json").stdout)
+    ref = json.loads(cli("run", "--backend", "ref", "--json").stdout)
+    threaded = json.loads(cli("run", "--json", "--threads", "2", "--batch", "7").stdout)
+    for key in ("model", "backend", "n", "predictions", "logits_sha256", "accuracy", "latency_ms"):
+        assert key in c
+    assert c["n"] == 300 and len(c["predictions"]) == 300
+    assert c["logits_sha256"] == ref["logits_sha256"] == threaded["logits_sha256"]
+
+
+def test_run_on_npy_and_dataset(tmp_path):
+    x = np.load(os.path.join(ROOT, "zoo", "fashion-mnist-sample.npz"))["images"][:5]
+    np.save(tmp_path / "x.npy", x)
+    out = json.loads(cli("run", "--input", str(tmp_path / "x.npy"), "--json").stdout)
+    assert out["n"] == 5 and "accuracy" not in out
+    ds = json.loads(cli("run", "--dataset", "fashion-mnist:test:50", "--json").stdout)
+    assert ds["n"] == 50 and 0 <= ds["accuracy"] <= 1
+
+
+def test_inspect_counts():
+    rep = json.loads(cli("inspect", "--json").stdout)
+    ops = {r["op"] for r in rep["layers"]}
+    assert {"wht", "hdw", "sumpool", "conv2d", "linear", "add", "avgpool", "clamp", "requantize"} <= ops
+    for r in rep["layers"]:
+        assert {"name", "op", "params", "multiplies", "adds"} <= set(r)
+        if r["op"] in ("wht", "hdw", "sumpool"):
+            assert r["multiplies"] == 0 and r["adds"] > 0
+    assert rep["totals"]["multiplies"] == sum(r["multiplies"] for r in rep["layers"]) > 0
+
+
+@pytest.mark.parametrize("args,words", [
+    (("run", "missing.mfe"), "No such file"),
+    (("run", "--input", "nothere.npy"), "cannot read"),
+    (("run", "--backend", "cuda"), "CUDA backend"),
+    (("convert", "x.pt"), "not implemented yet"),
+    (("run", "--dataset", "mnist"), "unknown dataset"),
+])
+def test_errors_are_one_line(args, words):
+    p = cli(*args, ok=False)
+    assert p.returncode == 1
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], p.stderr
+
+
+def test_wrong_input_shape(tmp_path):
+    np.save(tmp_path / "bad.npy", np.zeros((2, 32, 32, 3), np.uint8))
+    p = cli("run", "--input", str(tmp_path / "bad.npy"), ok=False)
+    assert p.returncode == 1 and "does not match" in p.stderr
