@@ -44,7 +44,7 @@ def test_wht_channel_shapes(cin, cout, n):
     from engine.ops.wht import smooth_table
     rng = np.random.default_rng(cin * cout)
     for mode in (0, 1):
-        b = GraphBuilder((1, 1 if cin > 500 else 3, cin))
+        b = GraphBuilder((1, 1, cin) if cin == 300 else (4, 8, cin))  # 1x1 spatial; full SIMD blocks
         g_shift, table = smooth_table(0.02)
         b.add("wht", 0, cout=cout, n=n, order=mode, mode=mode, residual=int(cin == cout), tshift=g_shift,
               thresh=rng.integers(0, 8 * n, n), table=table.ravel() if mode else np.zeros(0))

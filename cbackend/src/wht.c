@@ -6,7 +6,7 @@
 #include "arch.h"
 #include "internal.h"
 
-#define P 16  /* pixels per block: one row = 64 bytes */
+#define P 16  /* pixels per block: one buf row is 64 bytes, two AVX2 vectors */
 #define TLEN 256
 #define TERMS 3
 #define T_CAP (1 << 22)  /* |z| <= 128 n <= 2^21: thresholds above this act the same, and z - T cannot wrap */
@@ -37,6 +37,22 @@ MFE_SCALAR_FN void fwht_block__scalar(int32_t *buf, int32_t n) {
                 int32_t a = r0[p], b = r1[p];
                 r0[p] = a + b, r1[p] = a - b;
             }
+        }
+}
+
+/* ---- transposes between pixel-major int8 and buf[channel][pixel] int32 ---- */
+
+MFE_SCALAR_FN void load_block__scalar(int32_t *buf, const int8_t *x, int32_t cin, int np) {
+    for (int p = 0; p < np; p++)
+        for (int32_t ch = 0; ch < cin; ch++) buf[(size_t)ch * P + p] = x[(size_t)p * cin + ch];
+}
+
+/* y = sat8(rshift_round(buf, k) + residual), pixel-major; res (the layer input) may be NULL */
+MFE_SCALAR_FN void store_block__scalar(int8_t *y, const int32_t *buf, int32_t cout, int np, int32_t k, const int8_t *res) {
+    for (int p = 0; p < np; p++)
+        for (int32_t ch = 0; ch < cout; ch++) {
+            int64_t v = mfe_rshift_round(buf[(size_t)ch * P + p], k) + (res ? res[(size_t)p * cout + ch] : 0);
+            y[(size_t)p * cout + ch] = mfe_sat8(v, -128, 127);
         }
 }
 
@@ -94,6 +110,50 @@ static void fwht_block__avx2(int32_t *buf, int32_t n) {
             }
 }
 
+static inline void transpose8(__m256i r[8]) {
+    __m256i t[8], u[8];
+    for (int i = 0; i < 8; i += 2) t[i] = _mm256_unpacklo_epi32(r[i], r[i + 1]), t[i + 1] = _mm256_unpackhi_epi32(r[i], r[i + 1]);
+    for (int i = 0; i < 8; i += 4)
+        for (int j = 0; j < 2; j++)
+            u[i + j] = _mm256_unpacklo_epi64(t[i + j], t[i + j + 2]), u[i + j + 2] = _mm256_unpackhi_epi64(t[i + j], t[i + j + 2]);
+    /* u[0..3] rows 0-3 of columns (0,2,1,3) and u[4..7] rows 4-7; stitch 128-bit halves */
+    const int order[4] = {0, 2, 1, 3};
+    for (int i = 0; i < 4; i++) {
+        r[i] = _mm256_permute2x128_si256(u[order[i]], u[4 + order[i]], 0x20);
+        r[i + 4] = _mm256_permute2x128_si256(u[order[i]], u[4 + order[i]], 0x31);
+    }
+}
+
+static void load_block__avx2(int32_t *buf, const int8_t *x, int32_t cin, int np) {
+    if (np < P || cin % 8) { load_block__scalar(buf, x, cin, np); return; }
+    for (int32_t c0 = 0; c0 < cin; c0 += 8)
+        for (int p0 = 0; p0 < P; p0 += 8) {
+            __m256i r[8];
+            for (int j = 0; j < 8; j++) r[j] = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(x + (size_t)(p0 + j) * cin + c0)));
+            transpose8(r);
+            for (int j = 0; j < 8; j++) _mm256_store_si256((__m256i *)(buf + (size_t)(c0 + j) * P + p0), r[j]);
+        }
+}
+
+static void store_block__avx2(int8_t *y, const int32_t *buf, int32_t cout, int np, int32_t k, const int8_t *res) {
+    if (np < P || cout % 8) { store_block__scalar(y, buf, cout, np, k, res); return; }
+    const __m256i half = _mm256_set1_epi32(1 << (k - 1));
+    const __m128i ks = _mm_cvtsi32_si128(k);
+    for (int32_t c0 = 0; c0 < cout; c0 += 8)
+        for (int p0 = 0; p0 < P; p0 += 8) {
+            __m256i r[8];
+            for (int j = 0; j < 8; j++) r[j] = _mm256_load_si256((const __m256i *)(buf + (size_t)(c0 + j) * P + p0));
+            transpose8(r);
+            for (int j = 0; j < 8; j++) {
+                size_t at = (size_t)(p0 + j) * cout + c0;
+                __m256i v = _mm256_sra_epi32(_mm256_add_epi32(r[j], half), ks);  /* |buf| < 2^30: no wrap */
+                if (res) v = _mm256_add_epi32(v, _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(res + at))));
+                __m128i w16 = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+                _mm_storel_epi64((__m128i *)(y + at), _mm_packs_epi16(w16, w16));  /* saturating: the int8 clamp */
+            }
+        }
+}
+
 static void soft_block__avx2(int32_t *buf, int32_t n, const int32_t *t) {
     const __m256i zero = _mm256_setzero_si256();
     for (int32_t c = 1; c < n; c++) {
@@ -125,6 +185,8 @@ static void smooth_block__avx2(int32_t *buf, int32_t n, const wht_prep *w, int32
 }
 #endif
 
+#define load_block MFE_KERNEL(load_block)
+#define store_block MFE_KERNEL(store_block)
 #define fwht_block MFE_KERNEL(fwht_block)
 #define soft_block MFE_KERNEL(soft_block)
 #define smooth_block MFE_KERNEL(smooth_block)
@@ -176,17 +238,13 @@ void mfe_run_wht(const mfe_ctx *c, const void *in0, const void *in1, void *out) 
         int32_t *buf = (int32_t *)MFE_SCRATCH(c);
         int64_t p0 = bl * P;
         int np = pixels - p0 < P ? (int)(pixels - p0) : P;
-        memset(buf, 0, sizeof(int32_t) * (size_t)n * P);
-        for (int p = 0; p < np; p++)
-            for (int32_t ch = 0; ch < cin; ch++) buf[(size_t)ch * P + p] = x[(p0 + p) * cin + ch];
+        if (np < P) memset(buf, 0, sizeof(int32_t) * (size_t)cin * P);  /* idle lanes stay zero: no overflow */
+        memset(buf + (size_t)cin * P, 0, sizeof(int32_t) * (size_t)(n - cin) * P);
+        load_block(buf, x + p0 * cin, cin, np);
         fwht_block(buf, n);
         if (smooth) smooth_block(buf, n, w, g);
         else soft_block(buf, n, w->thresh);
         fwht_block(buf, n);
-        for (int p = 0; p < np; p++)
-            for (int32_t ch = 0; ch < cout; ch++) {
-                int64_t v = mfe_rshift_round(buf[(size_t)ch * P + p], k) + (res ? x[(p0 + p) * cin + ch] : 0);
-                y[(p0 + p) * cout + ch] = mfe_sat8(v, -128, 127);
-            }
+        store_block(y + p0 * cout, buf, cout, np, k, res ? x + p0 * cin : NULL);
     }
 }
