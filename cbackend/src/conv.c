@@ -109,10 +109,10 @@ void mfe_run_conv2d(const mfe_ctx *c, const void *in0, const void *in1, void *ou
 #pragma omp parallel for num_threads(c->threads) schedule(static)
     for (int64_t r = 0; r < rows; r++) {
         int32_t *acc = (int32_t *)MFE_SCRATCH(c);
-        int64_t b = r / Y->h;
-        int32_t oy = (int32_t)(r % Y->h);
-        const int8_t *xb = (const int8_t *)in0 + b * X->bytes;
-        int8_t *yr = (int8_t *)out + b * Y->bytes + (size_t)oy * Y->w * cout;
+        mfe_row row = mfe_row_at(X, Y, in0, out, r);
+        const int8_t *xb = row.x;
+        int8_t *yr = row.y;
+        const int32_t oy = row.oy;
         for (int32_t ox = 0; ox < Y->w; ox++) {
             memcpy(acc, bias, sizeof(int32_t) * (size_t)cout);
             for (int32_t ky = 0; ky < kh; ky++) {

@@ -55,6 +55,16 @@ static inline int mfe_thread(void) { return omp_get_thread_num(); }
 static inline int mfe_thread(void) { return 0; }
 #endif
 
+/* Output row r of a batch laid out [n, H, W, C]: its image's input and the row's first output byte. */
+typedef struct { const int8_t *x; int8_t *y; int32_t oy; } mfe_row;
+
+static inline mfe_row mfe_row_at(const mfe_tensor *X, const mfe_tensor *Y, const void *in, void *out, int64_t r) {
+    int64_t b = r / Y->h;
+    mfe_row row = {(const int8_t *)in + b * X->bytes, NULL, (int32_t)(r % Y->h)};
+    row.y = (int8_t *)out + b * Y->bytes + (size_t)row.oy * Y->w * Y->c;
+    return row;
+}
+
 /* This thread's slice of the per-thread scratch. */
 #define MFE_SCRATCH(c) ((c)->scratch + (size_t)mfe_thread() * (c)->m->scratch_per_thread)
 

@@ -28,10 +28,10 @@ void mfe_run_sumpool(const mfe_ctx *c, const void *in0, const void *in1, void *o
 #pragma omp parallel for num_threads(c->threads) schedule(static)
     for (int64_t r = 0; r < rows; r++) {
         int32_t *col = (int32_t *)MFE_SCRATCH(c);
-        int64_t b = r / Y->h;
-        int32_t oy = (int32_t)(r % Y->h);
-        const int8_t *xb = (const int8_t *)in0 + b * X->bytes;
-        int8_t *yr = (int8_t *)out + b * Y->bytes + (size_t)oy * Y->w * co;
+        mfe_row row = mfe_row_at(X, Y, in0, out, r);
+        const int8_t *xb = row.x;
+        int8_t *yr = row.y;
+        const int32_t oy = row.oy;
         memset(col, 0, sizeof(int32_t) * (size_t)wp * co);
         for (int32_t dy = 0; dy < kh; dy++) {
             int32_t iy = oy - pt + dy;
