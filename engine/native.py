@@ -35,10 +35,14 @@ class NativeModel:
         self.out_dtype = np.int32 if dt[0] == 2 else np.int8
         self._lock = threading.Lock()
 
-    def run(self, x: np.ndarray, threads: int = 1) -> np.ndarray:
-        """uint8 (N, H, W, C) -> output (N, H', W', C') in the model's output dtype."""
+    def run(self, x: np.ndarray, threads: int = 1, out: np.ndarray | None = None) -> np.ndarray:
+        """uint8 (N, H, W, C) -> output (N, H', W', C') in the model's output dtype (into `out` if given)."""
         x = np.ascontiguousarray(x, dtype=np.uint8)
-        out = np.empty((x.shape[0], *self.out_shape), dtype=self.out_dtype)
+        shape = (x.shape[0], *self.out_shape)
+        if out is None:
+            out = np.empty(shape, dtype=self.out_dtype)
+        elif out.shape != shape or out.dtype != self.out_dtype or not out.flags.c_contiguous:
+            raise ValueError(f"out must be a contiguous {np.dtype(self.out_dtype).name} array of shape {shape}")
         err = self.ffi.new("char[256]")
         with self._lock:
             rc = self.lib.mfe_run(self._m, self.ffi.from_buffer("uint8_t[]", x), x.shape[0],

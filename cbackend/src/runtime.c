@@ -65,6 +65,15 @@ static int reserve(mfe_model *m, int32_t threads, char *err, size_t errlen) {
     return MFE_OK;
 }
 
+/* uint8 pixels -> int8 input tensor: clamp(u - zero_point, -128, 127) */
+static void quantize_input(int8_t *restrict x, const uint8_t *restrict u, size_t count, int zp) {
+    for (size_t i = 0; i < count; i++) {
+        int v = (int)u[i] - zp;
+        v = v < -128 ? -128 : v;
+        x[i] = (int8_t)(v > 127 ? 127 : v);
+    }
+}
+
 int mfe_run(mfe_model *m, const uint8_t *input, int32_t n, void *output, int32_t threads, char *err, size_t errlen) {
     if (n < 0 || threads < 1 || threads > 256) MFE_FAIL(MFE_EARG, "bad batch %d or threads %d", n, threads);
     int rc = reserve(m, threads, err, errlen);
@@ -73,20 +82,17 @@ int mfe_run(mfe_model *m, const uint8_t *input, int32_t n, void *output, int32_t
     for (int32_t b0 = 0; b0 < n; b0 += CHUNK) {
         int32_t nb = n - b0 < CHUNK ? n - b0 : CHUNK;
         int8_t *x = (int8_t *)(m->arena + ti->offset * CHUNK);
-        const uint8_t *u = input + (size_t)b0 * ti->bytes;
-        for (size_t i = 0; i < (size_t)nb * ti->bytes; i++) {
-            int v = (int)u[i] - m->zero_point;
-            x[i] = (int8_t)(v > 127 ? 127 : v);  /* v >= -255: clamp below only matters for zp > 128 */
-            if (v < -128) x[i] = -128;
-        }
+        quantize_input(x, input + (size_t)b0 * ti->bytes, (size_t)nb * ti->bytes, m->zero_point);
+        uint8_t *y = (uint8_t *)output + (size_t)b0 * to->bytes;  /* the output tensor lives in the caller's buffer */
+#define AT(id) ((id) == m->output ? y : m->arena + m->t[id].offset * CHUNK)
         for (int32_t k = 0; k < m->nn; k++) {
             const mfe_node *nd = &m->nodes[k];
             mfe_ctx c = {m, nd, &m->t[nd->in[0]], nd->n_in > 1 ? &m->t[nd->in[1]] : NULL, &m->t[nd->out],
                          nb, threads, m->scratch};
-            const void *in1 = nd->n_in > 1 ? m->arena + c.x2->offset * CHUNK : NULL;
-            RUN[nd->op](&c, m->arena + c.x->offset * CHUNK, in1, m->arena + c.y->offset * CHUNK);
+            RUN[nd->op](&c, AT(nd->in[0]), nd->n_in > 1 ? AT(nd->in[1]) : NULL, AT(nd->out));
         }
-        memcpy((uint8_t *)output + (size_t)b0 * to->bytes, m->arena + to->offset * CHUNK, (size_t)nb * to->bytes);
+        if (m->output == m->input) memcpy(y, x, (size_t)nb * to->bytes);
+#undef AT
     }
     return MFE_OK;
 }
