@@ -7,7 +7,7 @@ from . import format as fmt
 from .graph import Graph, ModelError
 from .native import BackendError, NativeModel
 
-BACKENDS = ("ref", "c", "c-scalar", "cuda")
+BACKENDS = ("ref", "c", "c-avx2", "c-scalar", "cuda")  # c-avx2 / c-scalar: other builds, for tests
 
 
 class InputError(ValueError):
@@ -65,7 +65,7 @@ class Model:
 
     def native(self, backend: str = "c") -> NativeModel:
         if backend not in self._native:
-            self._native[backend] = NativeModel(self.data, "native" if backend == "c" else "scalar")
+            self._native[backend] = NativeModel(self.data, "native" if backend == "c" else backend[2:])
         return self._native[backend]
 
 

@@ -10,7 +10,12 @@
 #if !defined(MFE_FORCE_SCALAR) && defined(__AVX2__)
 #  define MFE_ISA_AVX2 1
 #  include <immintrin.h>
-#  define MFE_ISA_NAME "avx2"
+#  if defined(__AVX512F__) && defined(__AVX512BW__)
+#    define MFE_ISA_AVX512 1  /* wht widens its rows to 512 bits; other kernels stay AVX2 */
+#    define MFE_ISA_NAME "avx512"
+#  else
+#    define MFE_ISA_NAME "avx2"
+#  endif
 #  define MFE_KERNEL(name) name##__avx2
 #else
 #  define MFE_ISA_NAME "scalar"

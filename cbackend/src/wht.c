@@ -6,7 +6,11 @@
 #include "arch.h"
 #include "internal.h"
 
-#define P 8  /* pixels per block: buf rows are one AVX2 vector; a 1024-channel block (32 KiB) stays in L1 */
+#ifdef MFE_ISA_AVX512
+#define P 16  /* pixels per block: a buf row is one vector */
+#else
+#define P 8
+#endif
 #define TLEN 256
 #define TERMS 3
 #define T_CAP (1 << 22)  /* |z| <= 128 n <= 2^21: thresholds above this act the same, and z - T cannot wrap */
@@ -18,8 +22,7 @@
 
 typedef struct {
     int32_t *thresh;              /* natural order, capped; [0] unused */
-    int32_t shift[TERMS][TLEN];   /* smooth: per term the right shift, and its sign in {-1, 0, +1} */
-    int32_t sign[TERMS][TLEN];
+    int32_t codes[TLEN];          /* smooth: the three int8 table codes of a bucket in bytes 0-2 */
 } wht_prep;
 
 typedef struct {
@@ -72,8 +75,8 @@ MFE_SCALAR_FN int32_t threshold1(int32_t z, int32_t c, const wht_args *a) {
     if (!a->smooth) return z < 0 ? -rem : rem;
     int32_t idx = (mag >> a->g) < TLEN ? (mag >> a->g) : TLEN - 1, f = 0;
     for (int j = 0; j < TERMS; j++) {  /* f = sum of +-(rem >> e): no multiply */
-        int32_t v = rem >> a->w->shift[j][idx], s = a->w->sign[j][idx];
-        f += s > 0 ? v : s < 0 ? -v : 0;
+        int32_t code = (int8_t)(a->w->codes[idx] >> (8 * j)), v = code ? rem >> ((code < 0 ? -code : code) - 1) : 0;
+        f += code < 0 ? -v : v;
     }
     return z < 0 ? -f : f;
 }
@@ -84,9 +87,11 @@ MFE_SCALAR_FN void threshold_rows__scalar(int32_t *buf, const wht_args *a) {
 }
 
 #ifdef MFE_ISA_AVX2
-#define fwht_stages fwht_stages__avx2
-#define threshold_rows threshold_rows__avx2
+#define fwht_stages fwht_stages__simd
+#define threshold_rows threshold_rows__simd
+#define wht_block wht_block__simd
 #else
+#define wht_block wht_block__scalar
 #define fwht_stages fwht_stages__scalar
 #define threshold_rows threshold_rows__scalar
 #endif
@@ -99,46 +104,80 @@ MFE_SCALAR_FN void wht_block__scalar(const wht_args *a, int32_t *buf, const int8
 }
 
 #ifdef MFE_ISA_AVX2
-#define LD(p) _mm256_load_si256((const __m256i *)(p))
-#define ST(p, v) _mm256_store_si256((__m256i *)(p), (v))
+/* One vector = one buf row of P lanes (pixels). The pipeline below is written once over these
+ * operations; AVX2 rows are __m256i (P = 8), AVX-512 rows __m512i (P = 16). */
+#ifdef MFE_ISA_AVX512
+typedef __m512i vec;
+#define V_LD(p) _mm512_load_si512((const void *)(p))
+#define V_ST(p, v) _mm512_store_si512((void *)(p), (v))
+#define V_SET1 _mm512_set1_epi32
+#define V_ADD _mm512_add_epi32
+#define V_SUB _mm512_sub_epi32
+#define V_MAX _mm512_max_epi32
+#define V_MIN _mm512_min_epi32
+#define V_ABS _mm512_abs_epi32
+#define V_SRLV _mm512_srlv_epi32
+#define V_SLLI _mm512_slli_epi32
+#define V_SRAI _mm512_srai_epi32
+#define V_SRL(v, s) _mm512_srl_epi32((v), _mm_cvtsi32_si128(s))
+#define V_GATHER(table, idx) _mm512_i32gather_epi32((idx), (table), 4)
+static inline vec V_SIGN(vec a, vec b) {  /* a * sign(b) without a multiply, as AVX2's vpsignd */
+    const vec zero = _mm512_setzero_si512();
+    a = _mm512_mask_sub_epi32(a, _mm512_cmplt_epi32_mask(b, zero), zero, a);
+    return _mm512_maskz_mov_epi32(_mm512_cmpneq_epi32_mask(b, zero), a);
+}
+#else
+typedef __m256i vec;
+#define V_LD(p) _mm256_load_si256((const __m256i *)(p))
+#define V_ST(p, v) _mm256_store_si256((__m256i *)(p), (v))
+#define V_SET1 _mm256_set1_epi32
+#define V_ADD _mm256_add_epi32
+#define V_SUB _mm256_sub_epi32
+#define V_MAX _mm256_max_epi32
+#define V_MIN _mm256_min_epi32
+#define V_ABS _mm256_abs_epi32
+#define V_SRLV _mm256_srlv_epi32
+#define V_SLLI _mm256_slli_epi32
+#define V_SRAI _mm256_srai_epi32
+#define V_SRL(v, s) _mm256_srl_epi32((v), _mm_cvtsi32_si128(s))
+#define V_GATHER(table, idx) _mm256_i32gather_epi32((table), (idx), 4)
+#define V_SIGN _mm256_sign_epi32
+#endif
 
-static void fwht_stages__avx2(int32_t *buf, int32_t n, int32_t h0, int32_t h1) {
+static void fwht_stages__simd(int32_t *buf, int32_t n, int32_t h0, int32_t h1) {
     int32_t h = h0;
     for (; 2 * h < h1; h *= 4)
         for (int32_t i = 0; i < n; i += 4 * h)
             for (int32_t j = i; j < i + h; j++) {
                 int32_t *r0 = ROW(buf, j), *r1 = ROW(buf, j + h), *r2 = ROW(buf, j + 2 * h), *r3 = ROW(buf, j + 3 * h);
-                __m256i x0 = LD(r0), x1 = LD(r1), x2 = LD(r2), x3 = LD(r3);
-                __m256i a = _mm256_add_epi32(x0, x1), b = _mm256_sub_epi32(x0, x1);
-                __m256i c = _mm256_add_epi32(x2, x3), d = _mm256_sub_epi32(x2, x3);
-                ST(r0, _mm256_add_epi32(a, c)), ST(r1, _mm256_add_epi32(b, d));
-                ST(r2, _mm256_sub_epi32(a, c)), ST(r3, _mm256_sub_epi32(b, d));
+                vec x0 = V_LD(r0), x1 = V_LD(r1), x2 = V_LD(r2), x3 = V_LD(r3);
+                vec a = V_ADD(x0, x1), b = V_SUB(x0, x1), c = V_ADD(x2, x3), d = V_SUB(x2, x3);
+                V_ST(r0, V_ADD(a, c)), V_ST(r1, V_ADD(b, d)), V_ST(r2, V_SUB(a, c)), V_ST(r3, V_SUB(b, d));
             }
     if (h < h1)
         for (int32_t i = 0; i < n; i += 2 * h)
             for (int32_t j = i; j < i + h; j++) {
                 int32_t *r0 = ROW(buf, j), *r1 = ROW(buf, j + h);
-                __m256i u = LD(r0), v = LD(r1);
-                ST(r0, _mm256_add_epi32(u, v)), ST(r1, _mm256_sub_epi32(u, v));
+                vec u = V_LD(r0), v = V_LD(r1);
+                V_ST(r0, V_ADD(u, v)), V_ST(r1, V_SUB(u, v));
             }
 }
 
 /* soft: max(z - T, 0) + min(z + T, 0); smooth: sign(z) * sum of +-(max(|z| - T, 0) >> e) from the table */
-static inline __m256i threshold8(__m256i z, int32_t c, const wht_args *a) {
-    const __m256i zero = _mm256_setzero_si256(), t = _mm256_set1_epi32(a->w->thresh[c]);
-    if (!a->smooth)
-        return _mm256_add_epi32(_mm256_max_epi32(_mm256_sub_epi32(z, t), zero), _mm256_min_epi32(_mm256_add_epi32(z, t), zero));
-    __m256i mag = _mm256_abs_epi32(z), rem = _mm256_max_epi32(_mm256_sub_epi32(mag, t), zero);
-    __m256i idx = _mm256_min_epi32(_mm256_srl_epi32(mag, _mm_cvtsi32_si128(a->g)), _mm256_set1_epi32(TLEN - 1)), f = zero;
-    for (int j = 0; j < TERMS; j++) {
-        __m256i sh = _mm256_i32gather_epi32(a->w->shift[j], idx, 4), sg = _mm256_i32gather_epi32(a->w->sign[j], idx, 4);
-        f = _mm256_add_epi32(f, _mm256_sign_epi32(_mm256_srlv_epi32(rem, sh), sg));
+static inline vec threshold_vec(vec z, int32_t c, const wht_args *a) {
+    const vec zero = V_SET1(0), t = V_SET1(a->w->thresh[c]);
+    if (!a->smooth) return V_ADD(V_MAX(V_SUB(z, t), zero), V_MIN(V_ADD(z, t), zero));
+    vec mag = V_ABS(z), rem = V_MAX(V_SUB(mag, t), zero), idx = V_MIN(V_SRL(mag, a->g), V_SET1(TLEN - 1)), f = zero;
+    vec codes = V_GATHER(a->w->codes, idx), one = V_SET1(1);
+    for (int j = 0; j < TERMS; j++) {  /* code byte j, sign-extended; a zero code has sign 0: no term */
+        vec code = V_SRAI(V_SLLI(codes, 24 - 8 * j), 24);
+        f = V_ADD(f, V_SIGN(V_SRLV(rem, V_SUB(V_ABS(code), one)), code));
     }
-    return _mm256_sign_epi32(f, z);
+    return V_SIGN(f, z);
 }
 
-static void threshold_rows__avx2(int32_t *buf, const wht_args *a) {
-    for (int32_t c = 1; c < a->n; c++) ST(ROW(buf, c), threshold8(LD(ROW(buf, c)), c, a));
+static void threshold_rows__simd(int32_t *buf, const wht_args *a) {
+    for (int32_t c = 1; c < a->n; c++) V_ST(ROW(buf, c), threshold_vec(V_LD(ROW(buf, c)), c, a));
 }
 
 static inline void transpose8(__m256i r[8]) {
@@ -154,53 +193,81 @@ static inline void transpose8(__m256i r[8]) {
     }
 }
 
-static inline void fwht8(__m256i r[8]) {  /* stages 1, 2, 4 across eight rows held in registers */
+static inline void fwht8(vec r[8]) {  /* stages 1, 2, 4 across eight rows held in registers */
     for (int h = 1; h < 8; h *= 2)
         for (int i = 0; i < 8; i += 2 * h)
             for (int j = i; j < i + h; j++) {
-                __m256i u = r[j], v = r[j + h];
-                r[j] = _mm256_add_epi32(u, v), r[j + h] = _mm256_sub_epi32(u, v);
+                vec u = r[j], v = r[j + h];
+                r[j] = V_ADD(u, v), r[j + h] = V_SUB(u, v);
             }
+}
+
+/* Channels c0..c0+7 of 8 pixels (pixel stride cin) -> eight __m256i rows, one per channel. */
+static inline void load8x8(__m256i r[8], const int8_t *x, int32_t cin) {
+    for (int j = 0; j < 8; j++) r[j] = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(x + (size_t)j * cin)));
+    transpose8(r);
+}
+
+/* Eight channel rows of 8 pixels -> y (pixel stride cout): sat8(rshift_round(v, k) + residual). */
+static inline void store8x8(int8_t *y, __m256i r[8], int32_t cout, int32_t k, const int8_t *res) {
+    const __m256i rnd = _mm256_set1_epi32(1 << (k - 1));
+    const __m128i ks = _mm_cvtsi32_si128(k);
+    transpose8(r);
+    for (int j = 0; j < 8; j++) {
+        __m256i v = _mm256_sra_epi32(_mm256_add_epi32(r[j], rnd), ks);  /* |value| < 2^30: no wrap */
+        if (res) v = _mm256_add_epi32(v, _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(res + (size_t)j * cout))));
+        __m128i w16 = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+        _mm_storel_epi64((__m128i *)(y + (size_t)j * cout), _mm_packs_epi16(w16, w16));  /* saturating: the int8 clamp */
+    }
+}
+
+static inline void load_group(vec r[8], const int8_t *x, int32_t cin) {
+#ifdef MFE_ISA_AVX512
+    __m256i lo[8], hi[8];
+    load8x8(lo, x, cin), load8x8(hi, x + (size_t)8 * cin, cin);
+    for (int j = 0; j < 8; j++) r[j] = _mm512_inserti64x4(_mm512_castsi256_si512(lo[j]), hi[j], 1);
+#else
+    load8x8(r, x, cin);
+#endif
+}
+
+static inline void store_group(int8_t *y, vec r[8], int32_t cout, int32_t k, const int8_t *res) {
+#ifdef MFE_ISA_AVX512
+    __m256i lo[8], hi[8];
+    for (int j = 0; j < 8; j++) lo[j] = _mm512_castsi512_si256(r[j]), hi[j] = _mm512_extracti64x4_epi64(r[j], 1);
+    store8x8(y, lo, cout, k, res), store8x8(y + (size_t)8 * cout, hi, cout, k, res ? res + (size_t)8 * cout : NULL);
+#else
+    store8x8(y, r, cout, k, res);
+#endif
 }
 
 /* Full blocks with channels in multiples of 8: stages 1-4 ride on the transposes, and the top stage
  * of both transforms is fused with the thresholds, so buf is swept 2 log4(n/16) + 3 times, not ~12. */
 static void wht_fused(const wht_args *a, int32_t *buf, const int8_t *x, int8_t *y) {
     const int32_t n = a->n, half = n / 2;
+    vec r[8];
     for (int32_t c = a->cin; c < n; c++) memset(ROW(buf, c), 0, sizeof(int32_t) * P);
     for (int32_t c0 = 0; c0 < a->cin; c0 += 8) {
-        __m256i r[8];
-        for (int j = 0; j < 8; j++) r[j] = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(x + (size_t)j * a->cin + c0)));
-        transpose8(r);
+        load_group(r, x + c0, a->cin);
         fwht8(r);
-        for (int j = 0; j < 8; j++) ST(ROW(buf, c0 + j), r[j]);
+        for (int j = 0; j < 8; j++) V_ST(ROW(buf, c0 + j), r[j]);
     }
-    fwht_stages__avx2(buf, n, 8, half);
+    fwht_stages__simd(buf, n, 8, half);
     for (int32_t j = 0; j < half; j++) {  /* top stage, thresholds, top stage of the second transform */
         int32_t *r0 = ROW(buf, j), *r1 = ROW(buf, j + half);
-        __m256i u = LD(r0), v = LD(r1), z0 = _mm256_add_epi32(u, v), z1 = threshold8(_mm256_sub_epi32(u, v), j + half, a);
-        if (j) z0 = threshold8(z0, j, a);
-        ST(r0, _mm256_add_epi32(z0, z1)), ST(r1, _mm256_sub_epi32(z0, z1));
+        vec u = V_LD(r0), v = V_LD(r1), z0 = V_ADD(u, v), z1 = threshold_vec(V_SUB(u, v), j + half, a);
+        if (j) z0 = threshold_vec(z0, j, a);
+        V_ST(r0, V_ADD(z0, z1)), V_ST(r1, V_SUB(z0, z1));
     }
-    fwht_stages__avx2(buf, n, 8, half);
-    const __m256i rnd = _mm256_set1_epi32(1 << (a->k - 1));
-    const __m128i ks = _mm_cvtsi32_si128(a->k);
+    fwht_stages__simd(buf, n, 8, half);
     for (int32_t c0 = 0; c0 < a->cout; c0 += 8) {
-        __m256i r[8];
-        for (int j = 0; j < 8; j++) r[j] = LD(ROW(buf, c0 + j));
+        for (int j = 0; j < 8; j++) r[j] = V_LD(ROW(buf, c0 + j));
         fwht8(r);
-        transpose8(r);
-        for (int j = 0; j < 8; j++) {
-            size_t at = (size_t)j * a->cout + c0;
-            __m256i v = _mm256_sra_epi32(_mm256_add_epi32(r[j], rnd), ks);  /* |value| < 2^30: no wrap */
-            if (a->residual) v = _mm256_add_epi32(v, _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(x + at))));
-            __m128i w16 = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-            _mm_storel_epi64((__m128i *)(y + at), _mm_packs_epi16(w16, w16));  /* saturating: the int8 clamp */
-        }
+        store_group(y + c0, r, a->cout, a->k, a->residual ? x + c0 : NULL);
     }
 }
 
-static void wht_block__avx2(const wht_args *a, int32_t *buf, const int8_t *x, int8_t *y, int np) {
+static void wht_block__simd(const wht_args *a, int32_t *buf, const int8_t *x, int8_t *y, int np) {
     if (np == P && a->cin % 8 == 0 && a->cout % 8 == 0 && a->n >= 16) wht_fused(a, buf, x, y);
     else wht_generic(a, buf, x, y, np);
 }
@@ -215,8 +282,6 @@ static void wht_generic(const wht_args *a, int32_t *buf, const int8_t *x, int8_t
     fwht_stages(buf, a->n, 1, a->n);
     store_block(y, buf, a->cout, np, a->k, a->residual ? x : NULL);
 }
-
-#define wht_block MFE_KERNEL(wht_block)
 
 int mfe_prepare_wht(const mfe_model *m, mfe_node *nd, char *err, size_t errlen) {
     const mfe_tensor *x = &m->t[nd->in[0]], *y = &m->t[nd->out];
@@ -238,11 +303,7 @@ int mfe_prepare_wht(const mfe_model *m, mfe_node *nd, char *err, size_t errlen) 
     }
     const int8_t *codes = nd->blob[MFE_WHT_B_TABLE];
     for (int j = 0; smooth && j < TERMS; j++)
-        for (int i = 0; i < TLEN; i++) {
-            int32_t cd = codes[j * TLEN + i];
-            w->sign[j][i] = (cd > 0) - (cd < 0);
-            w->shift[j][i] = cd ? (cd < 0 ? -cd : cd) - 1 : 0;
-        }
+        for (int i = 0; i < TLEN; i++) w->codes[i] |= (int32_t)((uint32_t)(uint8_t)codes[j * TLEN + i] << (8 * j));
     /* |z'| <= 3|z| and ||z||_1 <= 128 n^1.5: bounded by 3 * 2^7 * 2^21 < 2^31 for n <= 2^14 */
     nd->prep = w;
     nd->scratch = sizeof(int32_t) * ROWS(n) * P;
