@@ -12,15 +12,21 @@ static const mfe_prepare_fn PREPARE[MFE_OP_COUNT] = {
     [MFE_OP_AVGPOOL] = mfe_prepare_avgpool,
 };
 
+/* Limits (docs/format.md; engine/format.py and engine/graph.py hold the same numbers, a test compares). */
 #define MAX_TENSORS 65536
 #define MAX_NODES 65536
-#define MAX_IMAGE_BYTES ((size_t)1 << 30)  /* activations of one image, all live tensors together */
+#define MAX_DIM ((int64_t)1 << 28)            /* each of h, w, c */
+#define MAX_TENSOR_BYTES ((uint64_t)1 << 30)  /* h * w * c * 4, whatever the dtype */
+#define MAX_LIVE_BYTES ((uint64_t)1 << 30)    /* activations of one image, all live tensors together */
+#define MAX_SCRATCH ((size_t)1 << 28)         /* per-thread kernel scratch of one node (C backend only) */
+#define BODY_AT (MFE_PREAMBLE_SIZE + MFE_HEADER_SIZE)  /* tables, metadata and blobs start here */
 
 static uint32_t rd32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }  /* little-endian hosts */
 static uint64_t rd64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
 
-static int span_ok(const mfe_model *m, uint64_t at, uint64_t size) {
-    return at >= MFE_PREAMBLE_SIZE && at <= m->size && size <= m->size - at;
+/* [at, at + size) inside [lo, hi): no sum is formed, so spans near 2^64 cannot wrap. */
+static int span_in(uint64_t at, uint64_t size, uint64_t lo, uint64_t hi) {
+    return at >= lo && at <= hi && size <= hi - at;
 }
 
 int mfe_check_requant_blobs(const mfe_node *nd, int b_mult, int b_shift, int32_t c, int out_int8,
@@ -41,7 +47,13 @@ static int check_blob_values(const mfe_node *nd, int j, const mfe_blob_info *bi,
     return MFE_OK;
 }
 
-static int parse_nodes(mfe_model *m, uint64_t at, uint8_t *produced, char *err, size_t errlen) {
+static int zeros(const uint8_t *p, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (p[i]) return 0;
+    return 1;
+}
+
+static int parse_nodes(mfe_model *m, uint64_t at, uint64_t blobs_at, uint8_t *produced, char *err, size_t errlen) {
     for (int32_t i = 0; i < m->nn; i++, at += MFE_NODE_SIZE) {
         const uint8_t *p = m->file + at;
         mfe_node *nd = &m->nodes[i];
@@ -53,6 +65,7 @@ static int parse_nodes(mfe_model *m, uint64_t at, uint8_t *produced, char *err, 
         for (int j = 0; j < MFE_MAX_INPUTS; j++) nd->in[j] = (int32_t)rd32(p + 8 + 4 * j);
         nd->out = (int32_t)rd32(p + 8 + 4 * MFE_MAX_INPUTS);
         const uint8_t *q = p + 12 + 4 * MFE_MAX_INPUTS;
+        const uint64_t attrs_at = at + 16 + 4 * MFE_MAX_INPUTS;
         uint32_t n_attrs = rd32(q);
         for (int j = 0; j < MFE_MAX_ATTRS; j++) nd->a[j] = (int32_t)rd32(q + 4 + 4 * j);
         q += 4 + 4 * MFE_MAX_ATTRS;
@@ -60,100 +73,162 @@ static int parse_nodes(mfe_model *m, uint64_t at, uint8_t *produced, char *err, 
         q += 8;
         MFE_CHECK(nd->n_in == oi->n_inputs && n_attrs == (uint32_t)oi->n_attrs && n_blobs == (uint32_t)oi->n_blobs,
                   "node %d (%s): counts disagree with the op table at offset %llu", i, oi->name, (unsigned long long)at);
+        /* unused input, attribute and blob slots and the reserved word are 0 */
+        MFE_CHECK(zeros(p + 8 + 4 * (size_t)oi->n_inputs, 4 * (size_t)(MFE_MAX_INPUTS - oi->n_inputs)) &&
+                  zeros(p + attrs_at - at + 4 * (size_t)oi->n_attrs, 4 * (size_t)(MFE_MAX_ATTRS - oi->n_attrs)) &&
+                  zeros(q - 4, 4) && zeros(q + 16 * (size_t)oi->n_blobs, 16 * (size_t)(MFE_MAX_BLOBS - oi->n_blobs)),
+                  "node %d (%s): unused or reserved fields are not 0 at offset %llu", i, oi->name, (unsigned long long)at);
         for (int j = 0; j < oi->n_attrs; j++)
             MFE_CHECK(nd->a[j] >= oi->attrs[j].lo && nd->a[j] <= oi->attrs[j].hi,
                       "node %d (%s): attribute %d = %d outside [%lld, %lld] at offset %llu", i, oi->name, j, nd->a[j],
-                      (long long)oi->attrs[j].lo, (long long)oi->attrs[j].hi, (unsigned long long)(at + 20 + 4 * MFE_MAX_INPUTS + 4 * j));
+                      (long long)oi->attrs[j].lo, (long long)oi->attrs[j].hi, (unsigned long long)(attrs_at + 4 * j));
         for (int j = 0; j < nd->n_in; j++) {
             MFE_CHECK(nd->in[j] >= 0 && nd->in[j] < m->nt && produced[nd->in[j]],
-                      "node %d (%s): input tensor %d missing or not yet computed", i, oi->name, nd->in[j]);
-            MFE_CHECK(m->t[nd->in[j]].dtype == MFE_DT_INT8, "node %d (%s): inputs must be int8", i, oi->name);
+                      "node %d (%s): input tensor %d missing or not yet computed at offset %llu", i, oi->name, nd->in[j],
+                      (unsigned long long)(at + 8 + 4 * j));
+            MFE_CHECK(m->t[nd->in[j]].dtype == MFE_DT_INT8, "node %d (%s): inputs must be int8 at offset %llu", i,
+                      oi->name, (unsigned long long)(at + 8 + 4 * j));
         }
         MFE_CHECK(nd->out >= 0 && nd->out < m->nt && !produced[nd->out],
-                  "node %d (%s): output tensor %d invalid or written twice", i, oi->name, nd->out);
-        MFE_CHECK(oi->out_dtypes & (1u << m->t[nd->out].dtype), "node %d (%s): output dtype not allowed", i, oi->name);
+                  "node %d (%s): output tensor %d invalid or written twice at offset %llu", i, oi->name, nd->out,
+                  (unsigned long long)(at + 8 + 4 * MFE_MAX_INPUTS));
+        MFE_CHECK(oi->out_dtypes & (1u << m->t[nd->out].dtype), "node %d (%s): output dtype not allowed at offset %llu",
+                  i, oi->name, (unsigned long long)(at + 8 + 4 * MFE_MAX_INPUTS));
         for (int j = 0; j < oi->n_blobs; j++) {
             uint64_t b_at = rd64(q + 16 * j), b_size = rd64(q + 16 * j + 8);
             size_t item = oi->blobs[j].dtype == MFE_DT_INT8 ? 1 : 4;
-            MFE_CHECK(span_ok(m, b_at, b_size) && b_at % MFE_ALIGN == 0 && b_size % item == 0,
-                      "node %d (%s): blob %d [%llu, +%llu) outside the file or misaligned", i, oi->name, j,
-                      (unsigned long long)b_at, (unsigned long long)b_size);
+            MFE_CHECK(span_in(b_at, b_size, blobs_at, m->size) && b_at % MFE_ALIGN == 0 && b_size % item == 0,
+                      "node %d (%s): blob %d [%llu, +%llu) outside the file's blob section or misaligned at offset %llu", i,
+                      oi->name, j, (unsigned long long)b_at, (unsigned long long)b_size,
+                      (unsigned long long)(at + (uint64_t)(q - p) + 16 * j));
             nd->blob[j] = m->file + b_at;
             nd->blob_n[j] = (int64_t)(b_size / item);
             int rc = check_blob_values(nd, j, &oi->blobs[j], err, errlen);
-            if (rc) return rc;
+            if (rc) {
+                char why[128];
+                snprintf(why, sizeof why, "%.120s", err);
+                MFE_FAIL(rc, "node %d (%s): %s (blob at offset %llu)", i, oi->name, why, (unsigned long long)b_at);
+            }
         }
         int rc = PREPARE[nd->op](m, nd, err, errlen);
+        if (!rc && nd->scratch > MAX_SCRATCH)
+            rc = MFE_EFORMAT, snprintf(err, errlen, "kernel scratch of %zu bytes is over the limit", nd->scratch);
         if (rc) {
-            char why[200];
-            snprintf(why, sizeof why, "%s", err);
-            MFE_FAIL(rc, "node %d (%s): %s", i, oi->name, why);
+            char why[128];
+            snprintf(why, sizeof why, "%.120s", err);
+            MFE_FAIL(rc, "node %d (%s) at offset %llu: %s", i, oi->name, (unsigned long long)at, why);
         }
         produced[nd->out] = 1;
+        m->t[nd->out].last_use = i;  /* live while its node runs, even if nothing reads it */
         for (int j = 0; j < nd->n_in; j++) m->t[nd->in[j]].last_use = i;
     }
     return MFE_OK;
 }
 
+/* Largest sum of bytes of the tensors live at one step (the input before node 0, then each node), per
+ * image: what any arena needs. A tensor lives from the step that writes it to its last reader. */
+static int64_t live_bytes(const mfe_model *m) {
+    int64_t *delta = calloc((size_t)m->nn + 2, sizeof *delta), peak = 0, live = 0;  /* <= 2^16 * 2^30 */
+    if (!delta) return INT64_MAX;
+    delta[0] += (int64_t)m->t[m->input].bytes;
+    delta[m->t[m->input].last_use + 2] -= (int64_t)m->t[m->input].bytes;  /* node 0 reads the input */
+    for (int32_t i = 0; i < m->nn; i++) {
+        const mfe_tensor *t = &m->t[m->nodes[i].out];
+        delta[i + 1] += (int64_t)t->bytes;
+        if (t->last_use < m->nn) delta[t->last_use + 2] -= (int64_t)t->bytes;
+    }
+    for (int32_t s = 0; s <= m->nn; s++) {
+        live += delta[s];
+        if (live > peak) peak = live;
+    }
+    free(delta);
+    return peak;
+}
+
 static int parse(mfe_model *m, char *err, size_t errlen) {
     const uint8_t *f = m->file;
-    MFE_CHECK(m->size >= MFE_PREAMBLE_SIZE + MFE_HEADER_SIZE, "file too short (%zu bytes) at offset 0", m->size);
+    MFE_CHECK(m->size >= BODY_AT, "file too short (%zu bytes) at offset 0", m->size);
     MFE_CHECK(memcmp(f, MFE_MAGIC, 8) == 0, "bad magic at offset 0: not a model file");
     MFE_CHECK(rd32(f + 8) == MFE_VERSION, "unsupported version %u at offset 8", rd32(f + 8));
+    MFE_CHECK(rd32(f + 12) == 0, "reserved field at offset 12 is not 0");
     MFE_CHECK(rd64(f + 16) == m->size, "file size field %llu at offset 16 != actual size %zu (truncated?)",
               (unsigned long long)rd64(f + 16), m->size);
+    MFE_CHECK(rd64(f + 56) == 0, "reserved field at offset 56 is not 0");
     uint8_t digest[32];
     mfe_sha256(f + MFE_PREAMBLE_SIZE, m->size - MFE_PREAMBLE_SIZE, digest);
     MFE_CHECK(memcmp(digest, f + 24, 32) == 0, "checksum mismatch at offset 24: the file is corrupted");
     const uint8_t *h = f + MFE_PREAMBLE_SIZE;
-    m->nt = (int32_t)rd32(h), m->nn = (int32_t)rd32(h + 4);
-    m->input = (int32_t)rd32(h + 8), m->output = (int32_t)rd32(h + 12), m->zero_point = (int32_t)rd32(h + 16);
-    uint64_t t_at = rd64(h + 24), n_at = rd64(h + 32);
-    MFE_CHECK(m->nt > 0 && m->nt <= MAX_TENSORS && m->nn > 0 && m->nn <= MAX_NODES,
-              "tensor/node counts %d/%d out of range at offset 64", m->nt, m->nn);
-    MFE_CHECK(span_ok(m, t_at, (uint64_t)m->nt * MFE_TENSOR_SIZE), "tensor table outside the file");
-    MFE_CHECK(span_ok(m, n_at, (uint64_t)m->nn * MFE_NODE_SIZE), "node table outside the file");
-    MFE_CHECK(m->input >= 0 && m->input < m->nt && m->output >= 0 && m->output < m->nt,
-              "input/output tensor index out of range at offset 72");
-    MFE_CHECK(m->zero_point >= 0 && m->zero_point <= 255, "input zero point %d outside [0, 255]", m->zero_point);
+    uint32_t nt = rd32(h), nn = rd32(h + 4), input = rd32(h + 8), output = rd32(h + 12), zp = rd32(h + 16);
+    uint64_t t_at = rd64(h + 24), n_at = rd64(h + 32), m_at = rd64(h + 40), m_size = rd64(h + 48), b_at = rd64(h + 56);
+    MFE_CHECK(nt >= 1 && nt <= MAX_TENSORS, "tensor count %u outside [1, %d] at offset 64", nt, MAX_TENSORS);
+    MFE_CHECK(nn >= 1 && nn <= MAX_NODES, "node count %u outside [1, %d] at offset 68", nn, MAX_NODES);
+    MFE_CHECK(input < nt, "input tensor index %u out of range at offset 72", input);
+    MFE_CHECK(output < nt, "output tensor index %u out of range at offset 76", output);
+    MFE_CHECK(output != input, "output tensor is the input at offset 76: the graph computes nothing");
+    MFE_CHECK(zp <= 255, "input zero point %u outside [0, 255] at offset 80", zp);
+    MFE_CHECK(rd32(h + 20) == 0, "reserved field at offset 84 is not 0");
+    MFE_CHECK(b_at % MFE_ALIGN == 0 && span_in(b_at, 0, BODY_AT, m->size),
+              "blob section offset %llu at offset 120 misaligned or outside the file", (unsigned long long)b_at);
+    MFE_CHECK(span_in(t_at, (uint64_t)nt * MFE_TENSOR_SIZE, BODY_AT, b_at),
+              "tensor table [%llu, +%llu) at offset 88 outside the file's table section", (unsigned long long)t_at,
+              (unsigned long long)nt * MFE_TENSOR_SIZE);
+    MFE_CHECK(span_in(n_at, (uint64_t)nn * MFE_NODE_SIZE, BODY_AT, b_at),
+              "node table [%llu, +%llu) at offset 96 outside the file's table section", (unsigned long long)n_at,
+              (unsigned long long)nn * MFE_NODE_SIZE);
+    MFE_CHECK(span_in(m_at, m_size, BODY_AT, b_at), "metadata [%llu, +%llu) at offset 104 outside the file's table section",
+              (unsigned long long)m_at, (unsigned long long)m_size);
+    m->nt = (int32_t)nt, m->nn = (int32_t)nn, m->input = (int32_t)input, m->output = (int32_t)output, m->zero_point = (int32_t)zp;
     m->t = calloc((size_t)m->nt, sizeof *m->t);
     m->nodes = calloc((size_t)m->nn, sizeof *m->nodes);
     uint8_t *produced = calloc((size_t)m->nt, 1);
     if (!m->t || !m->nodes || !produced) { free(produced); MFE_FAIL(MFE_ENOMEM, "out of memory"); }
     for (int32_t i = 0; i < m->nt; i++) {
-        const uint8_t *p = f + t_at + (uint64_t)i * MFE_TENSOR_SIZE;
+        const uint64_t at = t_at + (uint64_t)i * MFE_TENSOR_SIZE;
+        const uint8_t *p = f + at;
         mfe_tensor *t = &m->t[i];
-        t->dtype = (int32_t)rd32(p), t->h = (int32_t)rd32(p + 4), t->w = (int32_t)rd32(p + 8), t->c = (int32_t)rd32(p + 12);
+        uint32_t dt = rd32(p), dh = rd32(p + 4), dw = rd32(p + 8), dc = rd32(p + 12);
         memcpy(&t->scale, p + 16, 4);
         t->last_use = -1;
-        uint64_t elems = (uint64_t)(uint32_t)t->h * (uint32_t)t->w * (uint32_t)t->c;
-        if (!((t->dtype == MFE_DT_INT8 || t->dtype == MFE_DT_INT32) && t->h > 0 && t->w > 0 && t->c > 0 &&
-              elems * 4 <= MAX_IMAGE_BYTES && isfinite(t->scale) && t->scale > 0)) {
+        const char *why = NULL;
+        if (dt != MFE_DT_INT8 && dt != MFE_DT_INT32) why = "bad dtype code";
+        else if (dh < 1 || dw < 1 || dc < 1 || dh > MAX_DIM || dw > MAX_DIM || dc > MAX_DIM) why = "bad shape";
+        else if ((uint64_t)dh * dw > MAX_TENSOR_BYTES || (uint64_t)dh * dw * dc * 4 > MAX_TENSOR_BYTES)
+            why = "shape over the 1 GiB tensor limit";  /* dims <= 2^28: neither product can wrap */
+        else if (!(isfinite(t->scale) && t->scale > 0)) why = "scale must be finite and > 0";
+        else if (!zeros(p + 20, 12)) why = "reserved fields are not 0";
+        if (why) {
             free(produced);
-            MFE_FAIL(MFE_EFORMAT, "tensor %d: bad dtype, shape or scale at offset %llu", i,
-                     (unsigned long long)(t_at + (uint64_t)i * MFE_TENSOR_SIZE));
+            MFE_FAIL(MFE_EFORMAT, "tensor %d: %s (%u, %ux%ux%u) at offset %llu", i, why, dt, dh, dw, dc,
+                     (unsigned long long)at);
         }
-        t->bytes = (size_t)elems * (t->dtype == MFE_DT_INT8 ? 1 : 4);
+        t->dtype = (int32_t)dt, t->h = (int32_t)dh, t->w = (int32_t)dw, t->c = (int32_t)dc;
+        t->bytes = (size_t)dh * dw * dc * (dt == MFE_DT_INT8 ? 1 : 4);
     }
     produced[m->input] = 1;
-    int rc = m->t[m->input].dtype == MFE_DT_INT8 ? parse_nodes(m, n_at, produced, err, errlen)
+    int rc = m->t[m->input].dtype == MFE_DT_INT8 ? parse_nodes(m, n_at, b_at, produced, err, errlen)
                                                   : (snprintf(err, errlen, "input tensor must be int8"), MFE_EFORMAT);
     int out_ok = produced[m->output];
     free(produced);
     if (rc) return rc;
-    MFE_CHECK(out_ok, "output tensor is never produced");
+    MFE_CHECK(out_ok, "output tensor %d is never produced", m->output);
     m->t[m->output].last_use = m->nn;  /* the output stays live to the end */
+    int64_t live = live_bytes(m);
+    MFE_CHECK(live <= (int64_t)MAX_LIVE_BYTES, "activations need %llu bytes per image, over the %llu-byte limit",
+              (unsigned long long)live, (unsigned long long)MAX_LIVE_BYTES);
     return MFE_OK;
 }
 
 int mfe_plan_arena(mfe_model *m, char *err, size_t errlen);
 
 int mfe_load(const void *data, size_t size, mfe_model **out, char *err, size_t errlen) {
+    char local[256];
+    if (!err || !errlen) err = local, errlen = sizeof local;
+    if (!out || (!data && size)) MFE_FAIL(MFE_EARG, "mfe_load: null argument");
     *out = NULL;
     if (size > (size_t)MFE_MAX_FILE) MFE_FAIL(MFE_EFORMAT, "file of %zu bytes is over the limit", size);
     mfe_model *m = calloc(1, sizeof *m);
     if (!m || !(m->file = malloc(size ? size : 1))) { free(m); MFE_FAIL(MFE_ENOMEM, "out of memory"); }
-    memcpy(m->file, data, size);
+    if (size) memcpy(m->file, data, size);
     m->size = size;
     int rc = parse(m, err, errlen);
     if (!rc) rc = mfe_plan_arena(m, err, errlen);
@@ -163,6 +238,9 @@ int mfe_load(const void *data, size_t size, mfe_model **out, char *err, size_t e
 }
 
 int mfe_load_file(const char *path, mfe_model **out, char *err, size_t errlen) {
+    char local[256];
+    if (!err || !errlen) err = local, errlen = sizeof local;
+    if (!out || !path) MFE_FAIL(MFE_EARG, "mfe_load_file: null argument");
     *out = NULL;
     FILE *fp = fopen(path, "rb");
     if (!fp) MFE_FAIL(MFE_EIO, "cannot open %s", path);
