@@ -54,7 +54,7 @@ def random_case(op: str, rng: np.random.Generator, edge: str = "random") -> Grap
         p = max(p, (k - min(h, w) + 1) // 2)
         cin_g = c // g
         b.add("conv2d", 0, cout=cout, kh=k, kw=k, stride_h=int(rng.integers(1, 3)), stride_w=int(rng.integers(1, 3)),
-              pad_t=p, pad_l=p, pad_b=p, pad_r=p, groups=g, weight=weights(rng, (cout, k, k, cin_g), edge),
+              pad_t=p, pad_l=p, pad_b=p, pad_r=p, groups=g, pad_value=int(rng.choice([0, 0, -128, 127, -55])), weight=weights(rng, (cout, k, k, cin_g), edge),
               bias=rng.integers(-5000, 5000, cout), **requant(rng, cout, 128 * 64 * k * k * cin_g, sat), **act)
     elif op == "linear":
         cout, k = int(rng.integers(1, 20)), h * w * c
@@ -92,6 +92,10 @@ def random_case(op: str, rng: np.random.Generator, edge: str = "random") -> Grap
     elif op == "requantize":
         rq = requant(rng, 1, 128, sat)
         b.add("requantize", 0, mult=int(rq["mult"][0]), shift=int(rq["shift"][0]), **act)
+    elif op == "affine":
+        mult = -(2**31) + 1 if edge == "min" else (2**31 - 1 if edge == "max" else None)
+        mult = np.full(c, mult) if mult is not None else rng.integers(-(1 << 20), 1 << 20, c)
+        b.add("affine", 0, mult=mult, bias=rng.integers(-(1 << 24), 1 << 24, c), shift=rng.integers(10, 25, c), **act)
     elif op == "avgpool":
         rq = requant(rng, 1, 64 * h * w, sat)
         b.add("avgpool", 0, mult=int(rq["mult"][0]), shift=int(rq["shift"][0]), **act)

@@ -28,10 +28,11 @@ enum mfe_op {
     MFE_OP_CLAMP = 7,
     MFE_OP_REQUANTIZE = 8,
     MFE_OP_AVGPOOL = 9,
-    MFE_OP_COUNT = 10
+    MFE_OP_AFFINE = 10,
+    MFE_OP_COUNT = 11
 };
 
-/* conv2d: y = clamp(requant(sum_window x*w + bias)); zero padding; groups == cin is depthwise */
+/* conv2d: y = clamp(requant(sum_window x*w + bias)); padding holds pad_value; groups == cin is depthwise */
 #define MFE_CONV2D_COUT 0
 #define MFE_CONV2D_KH 1
 #define MFE_CONV2D_KW 2
@@ -44,6 +45,7 @@ enum mfe_op {
 #define MFE_CONV2D_GROUPS 9
 #define MFE_CONV2D_ACT_LO 10
 #define MFE_CONV2D_ACT_HI 11
+#define MFE_CONV2D_PAD_VALUE 12
 #define MFE_CONV2D_B_WEIGHT 0
 #define MFE_CONV2D_B_BIAS 1
 #define MFE_CONV2D_B_MULT 2
@@ -115,6 +117,13 @@ enum mfe_op {
 #define MFE_AVGPOOL_ACT_LO 2
 #define MFE_AVGPOOL_ACT_HI 3
 
+/* affine: y[c] = clamp(rshift_round(x * mult[c] + bias[c], shift[c])) in int64 */
+#define MFE_AFFINE_ACT_LO 0
+#define MFE_AFFINE_ACT_HI 1
+#define MFE_AFFINE_B_MULT 0
+#define MFE_AFFINE_B_BIAS 1
+#define MFE_AFFINE_B_SHIFT 2
+
 typedef struct { int64_t lo, hi; } mfe_range;
 typedef struct { uint8_t dtype; int64_t lo, hi; } mfe_blob_info;  /* allowed value range */
 typedef struct {
@@ -126,7 +135,7 @@ typedef struct {
 } mfe_op_info;
 
 static const mfe_op_info MFE_OP_INFO[MFE_OP_COUNT] = {
-    [1] = {"conv2d", 1, 12, 4, 2, {{1LL, 65536LL}, {1LL, 15LL}, {1LL, 15LL}, {1LL, 8LL}, {1LL, 8LL}, {0LL, 15LL}, {0LL, 15LL}, {0LL, 15LL}, {0LL, 15LL}, {1LL, 65536LL}, {-128LL, 127LL}, {-128LL, 127LL}}, {{1, -128LL, 127LL}, {2, -2147483648LL, 2147483647LL}, {2, 0LL, 2147483647LL}, {2, 0LL, 63LL}}},
+    [1] = {"conv2d", 1, 13, 4, 2, {{1LL, 65536LL}, {1LL, 15LL}, {1LL, 15LL}, {1LL, 8LL}, {1LL, 8LL}, {0LL, 15LL}, {0LL, 15LL}, {0LL, 15LL}, {0LL, 15LL}, {1LL, 65536LL}, {-128LL, 127LL}, {-128LL, 127LL}, {-128LL, 127LL}}, {{1, -128LL, 127LL}, {2, -2147483648LL, 2147483647LL}, {2, 0LL, 2147483647LL}, {2, 0LL, 63LL}}},
     [2] = {"linear", 1, 3, 4, 6, {{1LL, 65536LL}, {-128LL, 127LL}, {-128LL, 127LL}}, {{1, -128LL, 127LL}, {2, -2147483648LL, 2147483647LL}, {2, 0LL, 2147483647LL}, {2, 0LL, 63LL}}},
     [3] = {"wht", 1, 6, 2, 2, {{1LL, 16384LL}, {2LL, 16384LL}, {0LL, 1LL}, {0LL, 1LL}, {0LL, 1LL}, {0LL, 31LL}}, {{2, 0LL, 2147483647LL}, {1, -32LL, 32LL}}},
     [4] = {"hdw", 1, 5, 4, 2, {{1LL, 2LL}, {0LL, 1LL}, {0LL, 7LL}, {-128LL, 127LL}, {-128LL, 127LL}}, {{1, -128LL, 127LL}, {2, -2147483648LL, 2147483647LL}, {2, 0LL, 2147483647LL}, {2, 0LL, 63LL}}},
@@ -135,6 +144,7 @@ static const mfe_op_info MFE_OP_INFO[MFE_OP_COUNT] = {
     [7] = {"clamp", 1, 2, 0, 2, {{-128LL, 127LL}, {-128LL, 127LL}}, {{0, 0, 0}}},
     [8] = {"requantize", 1, 4, 0, 2, {{0LL, 2147483647LL}, {0LL, 63LL}, {-128LL, 127LL}, {-128LL, 127LL}}, {{0, 0, 0}}},
     [9] = {"avgpool", 1, 4, 0, 2, {{0LL, 2147483647LL}, {0LL, 63LL}, {-128LL, 127LL}, {-128LL, 127LL}}, {{0, 0, 0}}},
+    [10] = {"affine", 1, 2, 3, 2, {{-128LL, 127LL}, {-128LL, 127LL}}, {{2, -2147483648LL, 2147483647LL}, {2, -2147483648LL, 2147483647LL}, {2, 0LL, 63LL}}},
 };
 
 #endif

@@ -54,6 +54,12 @@ static void dw_tap__avx2(int32_t *acc, const int8_t *x, const int8_t *w, int32_t
 
 /* ---- prepare: shapes, blob sizes, the no-wrap proof, packed depthwise weights ---- */
 
+typedef struct {  /* one allocation (the loader frees prep with free()) */
+    int32_t *padsum;  /* pad_value != 0: per [tap][cout] what one padded tap adds, or NULL */
+    int8_t *dw;       /* depthwise weights as [tap][channel], or NULL */
+    int32_t data[];   /* padsum, then dw */
+} conv_prep;
+
 static int acc_bound_ok(const int8_t *w, const int32_t *bias, int32_t cout, int64_t k, char *err, size_t errlen) {
     for (int32_t o = 0; o < cout; o++) {
         int64_t s = mfe_abs64(bias[o]);
@@ -79,13 +85,22 @@ int mfe_prepare_conv2d(const mfe_model *m, mfe_node *nd, char *err, size_t errle
     rc = acc_bound_ok(nd->blob[MFE_CONV2D_B_WEIGHT], nd->blob[MFE_CONV2D_B_BIAS], cout, k, err, errlen);
     if (rc) return rc;
     nd->scratch = sizeof(int32_t) * (size_t)cout;
-    if (g == x->c && cout == g) {  /* depthwise: repack OHW1 -> HWC so taps run along channels */
-        int8_t *p = malloc((size_t)(kh * kw) * cout);
-        if (!p) MFE_FAIL(MFE_ENOMEM, "out of memory");
-        const int8_t *w = nd->blob[MFE_CONV2D_B_WEIGHT];
+    const int32_t taps = kh * kw, pv = a[MFE_CONV2D_PAD_VALUE], depthwise = g == x->c && cout == g;
+    size_t n_pad = pv ? (size_t)taps * cout : 0, n_dw = depthwise ? (size_t)taps * cout : 0;
+    conv_prep *p = calloc(1, sizeof *p + sizeof(int32_t) * n_pad + n_dw);
+    if (!p) MFE_FAIL(MFE_ENOMEM, "out of memory");
+    nd->prep = p;
+    const int8_t *w = nd->blob[MFE_CONV2D_B_WEIGHT];
+    if (depthwise) {  /* repack OHW1 -> HWC so taps run along channels */
+        p->dw = (int8_t *)(p->data + n_pad);
         for (int32_t o = 0; o < cout; o++)
-            for (int32_t t = 0; t < kh * kw; t++) p[(size_t)t * cout + o] = w[(size_t)o * kh * kw + t];
-        nd->prep = p;
+            for (int32_t t = 0; t < taps; t++) p->dw[(size_t)t * cout + o] = w[(size_t)o * taps + t];
+    }
+    if (pv) {  /* a padded tap adds pad_value * sum of its weights; |that| <= 128 * sum|w|: inside the proof */
+        p->padsum = p->data;
+        for (int32_t o = 0; o < cout; o++)
+            for (int32_t t = 0; t < taps; t++)
+                for (int32_t i = 0; i < x->c / g; i++) p->padsum[(size_t)t * cout + o] += pv * w[((size_t)o * taps + t) * (x->c / g) + i];
     }
     return MFE_OK;
 }
@@ -104,7 +119,7 @@ void mfe_run_conv2d(const mfe_ctx *c, const void *in0, const void *in1, void *ou
     const int32_t g = a[MFE_CONV2D_GROUPS], cout = Y->c, cin_g = X->c / g, cout_g = cout / g;
     const int32_t kh = a[MFE_CONV2D_KH], kw = a[MFE_CONV2D_KW], sh = a[MFE_CONV2D_STRIDE_H], sw = a[MFE_CONV2D_STRIDE_W];
     const int32_t pt = a[MFE_CONV2D_PAD_T], pl = a[MFE_CONV2D_PAD_L], lo = a[MFE_CONV2D_ACT_LO], hi = a[MFE_CONV2D_ACT_HI];
-    const int depthwise = nd->prep != NULL;
+    const conv_prep *prep = nd->prep;
     const int64_t rows = (int64_t)c->n * Y->h;
 #pragma omp parallel for num_threads(c->threads) schedule(static)
     for (int64_t r = 0; r < rows; r++) {
@@ -117,13 +132,16 @@ void mfe_run_conv2d(const mfe_ctx *c, const void *in0, const void *in1, void *ou
             memcpy(acc, bias, sizeof(int32_t) * (size_t)cout);
             for (int32_t ky = 0; ky < kh; ky++) {
                 int32_t iy = oy * sh - pt + ky;
-                if (iy < 0 || iy >= X->h) continue;
                 for (int32_t kx = 0; kx < kw; kx++) {
-                    int32_t ix = ox * sw - pl + kx;
-                    if (ix < 0 || ix >= X->w) continue;
+                    int32_t ix = ox * sw - pl + kx, tap = ky * kw + kx;
+                    if (iy < 0 || iy >= X->h || ix < 0 || ix >= X->w) {
+                        if (prep->padsum)
+                            for (int32_t o = 0; o < cout; o++) acc[o] += prep->padsum[(size_t)tap * cout + o];
+                        continue;
+                    }
                     const int8_t *xp = xb + ((size_t)iy * X->w + ix) * X->c;
-                    if (depthwise) {
-                        dw_tap(acc, xp, (const int8_t *)nd->prep + (size_t)(ky * kw + kx) * cout, cout);
+                    if (prep->dw) {
+                        dw_tap(acc, xp, prep->dw + (size_t)tap * cout, cout);
                         continue;
                     }
                     for (int32_t o = 0; o < cout; o++)

@@ -100,6 +100,7 @@ MFE_DECLARE(add)
 MFE_DECLARE(clamp)
 MFE_DECLARE(requantize)
 MFE_DECLARE(avgpool)
+MFE_DECLARE(affine)
 
 /* Shared checks used by several prepare functions. */
 int mfe_check_requant_blobs(const mfe_node *nd, int b_mult, int b_shift, int32_t c, int out_int8,

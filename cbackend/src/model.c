@@ -9,7 +9,17 @@ static const mfe_prepare_fn PREPARE[MFE_OP_COUNT] = {
     [MFE_OP_WHT] = mfe_prepare_wht, [MFE_OP_HDW] = mfe_prepare_hdw,
     [MFE_OP_SUMPOOL] = mfe_prepare_sumpool, [MFE_OP_ADD] = mfe_prepare_add,
     [MFE_OP_CLAMP] = mfe_prepare_clamp, [MFE_OP_REQUANTIZE] = mfe_prepare_requantize,
-    [MFE_OP_AVGPOOL] = mfe_prepare_avgpool,
+    [MFE_OP_AVGPOOL] = mfe_prepare_avgpool, [MFE_OP_AFFINE] = mfe_prepare_affine,
+};
+
+/* Per op: 1 + the index of its act_lo attribute (act_hi follows), 0 for ops without a fused clamp. */
+static const int8_t ACT_AT[MFE_OP_COUNT] = {
+    [MFE_OP_CONV2D] = 1 + MFE_CONV2D_ACT_LO, [MFE_OP_LINEAR] = 1 + MFE_LINEAR_ACT_LO, [MFE_OP_HDW] = 1 + MFE_HDW_ACT_LO,
+    [MFE_OP_SUMPOOL] = 1 + MFE_SUMPOOL_ACT_LO, [MFE_OP_ADD] = 1 + MFE_ADD_ACT_LO, [MFE_OP_CLAMP] = 1 + MFE_CLAMP_ACT_LO,
+    [MFE_OP_REQUANTIZE] = 1 + MFE_REQUANTIZE_ACT_LO, [MFE_OP_AVGPOOL] = 1 + MFE_AVGPOOL_ACT_LO,
+#ifdef MFE_AFFINE_ACT_LO
+    [MFE_OP_AFFINE] = 1 + MFE_AFFINE_ACT_LO,
+#endif
 };
 
 /* Limits (docs/format.md; engine/format.py and engine/graph.py hold the same numbers, a test compares). */
@@ -58,7 +68,7 @@ static int parse_nodes(mfe_model *m, uint64_t at, uint64_t blobs_at, uint8_t *pr
         const uint8_t *p = m->file + at;
         mfe_node *nd = &m->nodes[i];
         nd->op = (int32_t)rd32(p);
-        MFE_CHECK(nd->op > 0 && nd->op < MFE_OP_COUNT && MFE_OP_INFO[nd->op].name,
+        MFE_CHECK(nd->op > 0 && nd->op < MFE_OP_COUNT && MFE_OP_INFO[nd->op].name && PREPARE[nd->op],
                   "node %d: unknown op code %d at offset %llu", i, nd->op, (unsigned long long)at);
         const mfe_op_info *oi = &MFE_OP_INFO[nd->op];
         nd->n_in = (int32_t)rd32(p + 4);
@@ -82,6 +92,11 @@ static int parse_nodes(mfe_model *m, uint64_t at, uint64_t blobs_at, uint8_t *pr
             MFE_CHECK(nd->a[j] >= oi->attrs[j].lo && nd->a[j] <= oi->attrs[j].hi,
                       "node %d (%s): attribute %d = %d outside [%lld, %lld] at offset %llu", i, oi->name, j, nd->a[j],
                       (long long)oi->attrs[j].lo, (long long)oi->attrs[j].hi, (unsigned long long)(attrs_at + 4 * j));
+        if (ACT_AT[nd->op]) {
+            int lo = ACT_AT[nd->op] - 1;
+            MFE_CHECK(nd->a[lo] <= nd->a[lo + 1], "node %d (%s): act_lo %d > act_hi %d at offset %llu", i, oi->name,
+                      nd->a[lo], nd->a[lo + 1], (unsigned long long)(attrs_at + 4 * lo));
+        }
         for (int j = 0; j < nd->n_in; j++) {
             MFE_CHECK(nd->in[j] >= 0 && nd->in[j] < m->nt && produced[nd->in[j]],
                       "node %d (%s): input tensor %d missing or not yet computed at offset %llu", i, oi->name, nd->in[j],

@@ -10,6 +10,7 @@ static const mfe_run_fn RUN[MFE_OP_COUNT] = {
     [MFE_OP_CONV2D] = mfe_run_conv2d, [MFE_OP_LINEAR] = mfe_run_linear, [MFE_OP_WHT] = mfe_run_wht,
     [MFE_OP_HDW] = mfe_run_hdw, [MFE_OP_SUMPOOL] = mfe_run_sumpool, [MFE_OP_ADD] = mfe_run_add,
     [MFE_OP_CLAMP] = mfe_run_clamp, [MFE_OP_REQUANTIZE] = mfe_run_requantize, [MFE_OP_AVGPOOL] = mfe_run_avgpool,
+    [MFE_OP_AFFINE] = mfe_run_affine,
 };
 
 const char *mfe_isa(void) { return MFE_ISA_NAME; }

@@ -20,9 +20,9 @@
 #define ROW(buf, j) ((buf) + ((size_t)(j) + ((size_t)(j) >> 7)) * P)
 #define ROWS(n) ((size_t)(n) + ((size_t)(n) >> 7) + 1)
 
-typedef struct {
-    int32_t *thresh;              /* natural order, capped; [0] unused */
+typedef struct {  /* one allocation (the loader frees prep with free()) */
     int32_t codes[TLEN];          /* smooth: the three int8 table codes of a bucket in bytes 0-2 */
+    int32_t thresh[];             /* natural order, capped; [0] unused */
 } wht_prep;
 
 typedef struct {
@@ -291,8 +291,8 @@ int mfe_prepare_wht(const mfe_model *m, mfe_node *nd, char *err, size_t errlen) 
     MFE_CHECK(y->h == x->h && y->w == x->w && y->c == cout, "output shape disagrees");
     MFE_CHECK(nd->blob_n[MFE_WHT_B_THRESH] == n && nd->blob_n[MFE_WHT_B_TABLE] == (smooth ? TERMS * TLEN : 0),
               "threshold/table sizes wrong");
-    wht_prep *w = calloc(1, sizeof *w);
-    if (!w || !(w->thresh = malloc(sizeof(int32_t) * (size_t)n))) { free(w); MFE_FAIL(MFE_ENOMEM, "out of memory"); }
+    wht_prep *w = calloc(1, sizeof *w + sizeof(int32_t) * (size_t)n);
+    if (!w) MFE_FAIL(MFE_ENOMEM, "out of memory");
     const int32_t *t = nd->blob[MFE_WHT_B_THRESH];
     int32_t k = 0;
     while ((1 << k) < n) k++;

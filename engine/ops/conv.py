@@ -12,6 +12,7 @@ CONV_ATTRS = (
     Attr("stride_h", 1, 8), Attr("stride_w", 1, 8),
     Attr("pad_t", 0, 15), Attr("pad_l", 0, 15), Attr("pad_b", 0, 15), Attr("pad_r", 0, 15),
     Attr("groups", 1, 1 << 16), *ACT,
+    Attr("pad_value", -128, 127, "int8 value of the padding: the input zero point of a normalised image"),
 )
 
 
@@ -33,8 +34,9 @@ def conv_blob_shapes(v: NodeView) -> dict:
 
 
 def conv_windows(x: np.ndarray, a: dict[str, int]) -> np.ndarray:
-    """N,H,W,C -> N,Ho,Wo,C,kh,kw windows of the zero-padded input."""
-    xp = np.pad(x, ((0, 0), (a["pad_t"], a["pad_b"]), (a["pad_l"], a["pad_r"]), (0, 0)))
+    """N,H,W,C -> N,Ho,Wo,C,kh,kw windows of the input padded with pad_value (default 0)."""
+    xp = np.pad(x, ((0, 0), (a["pad_t"], a["pad_b"]), (a["pad_l"], a["pad_r"]), (0, 0)),
+                constant_values=a.get("pad_value", 0))
     win = sliding_window_view(xp, (a["kh"], a["kw"]), axis=(1, 2))
     return win[:, ::a["stride_h"], ::a["stride_w"]]
 
@@ -75,7 +77,7 @@ register(Op(
     blobs=(Blob("weight", "int8", doc="OHWI: cout, kh, kw, cin/groups"), Blob("bias", "int32"), *RQ_BLOBS),
     out_dtypes=("int8",), shape=conv_shape, blob_shapes=conv_blob_shapes,
     reference=conv_reference, cost=conv_cost, acc_bound=conv_acc_bound,
-    doc="y = clamp(requant(sum_window x*w + bias)); zero padding; groups == cin is depthwise",
+    doc="y = clamp(requant(sum_window x*w + bias)); padding holds pad_value; groups == cin is depthwise",
 ))
 
 

@@ -1,10 +1,11 @@
-"""add (residual, with rescale), clamp (ReLU/ReLU6 as integer clamps), requantize (rescale)."""
+"""add (residual, with rescale), clamp (ReLU/ReLU6 as integer clamps), requantize (rescale),
+affine (per-channel scale and offset: a BatchNorm that no neighbouring op can absorb)."""
 from __future__ import annotations
 
 import numpy as np
 
 from ..quant import requantize, rshift_round
-from . import ACT, RQ_TENSOR, Attr, Cost, NodeView, Op, register, requant_cost
+from . import ACT, RQ_TENSOR, Attr, Blob, Cost, NodeView, Op, register, requant_cost
 
 
 def same_shape(a: dict[str, int], ins: list) -> tuple[int, int, int]:
@@ -46,4 +47,28 @@ register(Op(
     reference=lambda v, xs: requantize(xs[0], v.attrs["mult"], v.attrs["shift"], v.attrs["act_lo"], v.attrs["act_hi"]),
     cost=lambda v: Cost(requant_cost(v, [v.attrs["mult"]]), 0),
     doc="int8 -> int8 rescale: clamp(rshift_round(x * mult, shift))",
+))
+
+
+def affine_reference(v: NodeView, xs: list[np.ndarray]) -> np.ndarray:
+    b = v.blobs
+    acc = xs[0].astype(np.int64) * b["mult"].astype(np.int64) + b["bias"]
+    return np.clip(rshift_round(acc, b["shift"]), v.attrs["act_lo"], v.attrs["act_hi"]).astype(np.int8)
+
+
+def affine_cost(v: NodeView) -> Cost:
+    h, w, c = v.out_shape
+    mag = np.abs(v.blobs["mult"].astype(np.int64))
+    mulfree = bool(np.all((mag == 0) | ((mag & (mag - 1)) == 0)))
+    return Cost(0 if mulfree else h * w * c, h * w * c)
+
+
+register(Op(
+    name="affine", code=10, n_inputs=1, attrs=ACT,
+    blobs=(Blob("mult", "int32", doc="signed per-channel multiplier"), Blob("bias", "int32"),
+           Blob("shift", "int32", False, lo=0, hi=63)),
+    out_dtypes=("int8",), shape=same_shape,
+    blob_shapes=lambda v: {k: (v.in_shapes[0][2],) for k in ("mult", "bias", "shift")},
+    reference=affine_reference, cost=affine_cost,
+    doc="y[c] = clamp(rshift_round(x * mult[c] + bias[c], shift[c])) in int64",
 ))
