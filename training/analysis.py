@@ -4,11 +4,12 @@
 per image (BatchNorm is assumed folded; residual additions, pooling and
 activations are not counted):
 
-* ``mul_macs``: multiply-accumulates of ordinary Conv2d / Linear layers, the
-  small conv of a decomposed StructuredConv2d, and the one product per
-  coefficient of smooth-thresholding (tanh(z) * relu(|z| - T));
+* ``mul_macs``: multiply-accumulates of ordinary Conv2d / Linear layers and
+  the small conv of a decomposed StructuredConv2d;
 * ``free_ops``: multiplication-free accumulate operations: FWHT butterflies,
-  soft-thresholding, the block sums of a WHT layer, the 9 operator
+  thresholding (soft; smooth too, since the integer engine evaluates
+  tanh(|z| s) * r with a table of signed powers of two, i.e. shifts and
+  adds), the block sums of a WHT layer, the 9 operator
   applications per output of a HadamardDepthwise conv, the sum-pooling of a
   StructuredConv2d;
 * ``multiply_free_share`` = free_ops / (free_ops + mul_macs).
@@ -31,8 +32,7 @@ def _wht_ops(m: WHT) -> tuple[int, int]:
     """(free, mul) operations per pixel for one WHT layer."""
     mi, mo, n = next_pow2(m.in_channels), next_pow2(m.out_channels), m.n
     free = mi * _log2(mi) + (n - 1) + (n - mo) + mo * _log2(mo)
-    mul = (n - 1) if m.mode == "smooth" else 0
-    return free, mul
+    return free, 0
 
 
 def op_counts(model: nn.Module, input_shape: tuple[int, int, int]) -> dict:

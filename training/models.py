@@ -16,7 +16,9 @@ Architectures (inputs 1x28x28 Fashion-MNIST or 3x32x32 CIFAR-10, set with
 * ``mbv2-thesis``: seed 002's variant: only the last 1x1 conv 320 -> 1280 is a
   WHT layer (soft thresholding, Walsh ordering).  ``thesis_faithful=True``
   rebuilds the thesis' failing head (the WHT replaces conv+BN+ReLU6 and feeds
-  the pooling/classifier directly); the default is the fixed head
+  the pooling/classifier directly; with ``last_channels=320`` and
+  ``freeze_thresholds=True`` it has exactly the thesis' 1,814,922 parameters
+  on CIFAR-10 plus nothing: its T were not trained); the default is the fixed head
   WHT -> BatchNorm2d -> ReLU6 (see training/README.md for the diagnosis).
 * ``resnet20`` / ``resnet20-structured``: CIFAR ResNet-20 (He et al., option-A
   identity shortcuts); in the structured one every 3x3 conv of the residual
@@ -97,10 +99,11 @@ class MobileNetV2(nn.Module):
                  wht_mode: str = "smooth", ordering: str = "hadamard", dw_op: str = "min",
                  last_mode: str | None = None, last_ordering: str | None = None,
                  thesis_faithful: bool = False, wht_init_threshold: float = 0.0,
+                 freeze_thresholds: bool = False, last_channels: int | None = None,
                  dropout: float = 0.2):
         super().__init__()
         inp = _make_divisible(32 * width)
-        last = _make_divisible(1280 * max(1.0, width))
+        last = last_channels or _make_divisible(1280 * max(1.0, width))
         feats: list[nn.Module] = [_conv_bn_act(in_channels, inp, 3, 1)]
         idx = 0
         for t, c, n, s in MBV2_CIFAR_CFG:
@@ -122,6 +125,10 @@ class MobileNetV2(nn.Module):
         else:
             feats.append(_conv_bn_act(inp, last, 1))
         self.features = nn.Sequential(*feats)
+        if freeze_thresholds:
+            for m in self.modules():
+                if isinstance(m, WHT):
+                    m.T.requires_grad_(False)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(last, num_classes)

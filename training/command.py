@@ -1,0 +1,83 @@
+"""``train`` click command (registered by cli.py).  torch is imported only
+inside the command body so ``cli.py --help`` stays fast."""
+from __future__ import annotations
+
+import json
+
+import click
+
+ARCH_NAMES = ["mbv2", "mbv2-wht", "mbv2-thesis", "resnet20", "resnet20-structured"]
+
+
+@click.command("train", epilog="""\b
+Example:
+  python cli.py train --arch mbv2-wht --dataset fashion-mnist --epochs 30 \\
+      -o runs/fmnist-mbv2-wht.pt --seed 0 --schedule onecycle
+  (re-run the same command with --resume to continue after an interruption)""")
+@click.option("--arch", type=click.Choice(ARCH_NAMES), required=True, help="Architecture.")
+@click.option("--dataset", type=click.Choice(["fashion-mnist", "cifar10"]),
+              default="fashion-mnist", show_default=True)
+@click.option("--data-dir", type=click.Path(), default=None,
+              help="CIFAR-10: folder holding cifar-10-batches-py. Fashion-MNIST: override "
+                   "the Debian package folder.")
+@click.option("--epochs", type=int, default=30, show_default=True, help="Total epochs.")
+@click.option("-o", "--output", "output", type=click.Path(dir_okay=False), required=True,
+              help="Checkpoint path (written after every epoch).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--resume", is_flag=True, help="Continue from the checkpoint at -o if it exists.")
+@click.option("--width", type=float, default=1.0, show_default=True, help="Width multiplier.")
+@click.option("--batch-size", type=int, default=128, show_default=True)
+@click.option("--lr", type=float, default=0.1, show_default=True, help="Peak learning rate.")
+@click.option("--momentum", type=float, default=0.9, show_default=True)
+@click.option("--weight-decay", type=float, default=5e-4, show_default=True)
+@click.option("--schedule", type=click.Choice(["sgdr", "onecycle"]), default="onecycle",
+              show_default=True, help="SGDR (cosine annealing, warm restarts) or one-cycle.")
+@click.option("--sgdr-t0", type=int, default=10, show_default=True,
+              help="SGDR: epochs of the first cosine period.")
+@click.option("--sgdr-mult", type=int, default=2, show_default=True,
+              help="SGDR: period multiplier after each restart.")
+@click.option("--label-smoothing", type=float, default=0.0, show_default=True)
+@click.option("--threshold-lr-scale", type=float, default=None,
+              help="LR multiplier for WHT thresholds (default 1; 0.01 for mbv2-thesis, "
+                   "see training/README.md).")
+@click.option("--struct-lambda", type=float, default=0.0, show_default=True,
+              help="Weight of the structural regularization loss (regularized "
+                   "StructuredConv2d only).")
+@click.option("--threads", type=int, default=None, help="torch CPU threads.")
+@click.option("--max-batches", type=int, default=None,
+              help="Limit batches per epoch (smoke tests).")
+@click.option("--test-limit", type=int, default=None,
+              help="Evaluate on the first N test images only (smoke tests).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON summary at the end.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train(arch, dataset, data_dir, epochs, output, device, seed, resume, width, batch_size, lr,
+          momentum, weight_decay, schedule, sgdr_t0, sgdr_mult, label_smoothing,
+          threshold_lr_scale, struct_lambda, threads, max_batches, test_limit, as_json, quiet):
+    """Train a model and write a checkpoint (state_dict + arch + config +
+    normalisation + test accuracy)."""
+    if batch_size < 1 or (max_batches is not None and max_batches < 1):
+        raise click.ClickException("--batch-size and --max-batches must be >= 1")
+    if not 0.0 <= label_smoothing < 1.0:
+        raise click.ClickException("--label-smoothing must be in [0, 1)")
+    if width <= 0:
+        raise click.ClickException("--width must be > 0")
+    from .trainer import UserError, run
+    if threshold_lr_scale is None:
+        threshold_lr_scale = 0.01 if arch == "mbv2-thesis" else 1.0
+    try:
+        summary = run(arch=arch, dataset=dataset, epochs=epochs, output=output, device=device,
+                      seed=seed, resume=resume, width=width, batch_size=batch_size, lr=lr,
+                      momentum=momentum, weight_decay=weight_decay, schedule=schedule,
+                      sgdr_t0=sgdr_t0, sgdr_mult=sgdr_mult, label_smoothing=label_smoothing,
+                      data_dir=data_dir, max_batches=max_batches, test_limit=test_limit,
+                      threshold_lr_scale=threshold_lr_scale, struct_lambda=struct_lambda,
+                      threads=threads, progress=not quiet)
+    except UserError as e:
+        raise click.ClickException(str(e)) from None
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        acc = summary["test_accuracy"]
+        click.echo(f"{summary['arch']}: {summary['epochs']} epochs, test accuracy "
+                   f"{100 * acc:.2f}%, {summary['params']} params -> {summary['checkpoint']}")

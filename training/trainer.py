@@ -1,0 +1,273 @@
+"""Training loop behind ``python cli.py train`` (SGD + momentum, SGDR or
+one-cycle, label smoothing, per-epoch resumable checkpoints, deterministic
+given the seed: the data order/augmentation of epoch e comes from
+numpy Generator([seed, e]) and torch is reseeded with (seed, e) at the
+start of each epoch, so a resumed run repeats the uninterrupted one)."""
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import checkpoint as ckpt_mod
+from . import data as data_mod
+from .layers import WHT, StructuredConv2d, clamp_thresholds_
+from .models import build, count_params
+
+
+class UserError(Exception):
+    """A problem with the user's request (turned into click.ClickException)."""
+
+
+class Progress:
+    """Minimal progress bar on stderr: redraws in place on a terminal, prints a
+    line every ``every`` seconds otherwise (log files)."""
+
+    def __init__(self, total: int, label: str, stream=None, every: float = 30.0):
+        self.total, self.label = total, label
+        self.stream = stream or sys.stderr
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.every = 0.2 if self.tty else every
+        self.t0 = self.last = time.time()
+
+    def update(self, done: int, info: str, force: bool = False) -> None:
+        now = time.time()
+        if not force and now - self.last < self.every and done < self.total:
+            return
+        self.last = now
+        width = 24
+        fill = int(width * done / max(1, self.total))
+        rate = done / max(1e-9, now - self.t0)
+        line = (f"{self.label} [{'#' * fill}{'.' * (width - fill)}] {done}/{self.total} "
+                f"{info} {rate:.1f} it/s")
+        if self.tty:
+            self.stream.write("\r" + line + ("\n" if done >= self.total else ""))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+def _param_groups(model: nn.Module, weight_decay: float, lr: float, threshold_lr_scale: float):
+    thresholds = {id(m.T) for m in model.modules() if isinstance(m, WHT)}
+    decay, no_decay, thr = [], [], []
+    for p in model.parameters():
+        if id(p) in thresholds:
+            thr.append(p)
+        elif p.dim() > 1:
+            decay.append(p)
+        else:
+            no_decay.append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    if thr:
+        groups.append({"params": thr, "weight_decay": 0.0, "lr": lr * threshold_lr_scale,
+                       "lr_scale": threshold_lr_scale})
+    return groups
+
+
+def _make_scheduler(opt, schedule: str, epochs: int, steps: int, lr: float,
+                    sgdr_t0: int, sgdr_mult: int):
+    if schedule == "onecycle":
+        max_lrs = [lr * g.get("lr_scale", 1.0) for g in opt.param_groups]
+        return torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=max_lrs, total_steps=max(1, epochs * steps), pct_start=0.15,
+            div_factor=10.0, final_div_factor=100.0, cycle_momentum=False)
+    if schedule == "sgdr":
+        return torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+            opt, T_0=max(1, sgdr_t0 * steps), T_mult=sgdr_mult, eta_min=lr * 1e-3)
+    raise UserError(f"unknown schedule {schedule!r} (sgdr or onecycle)")
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray, norm: dict,
+             device: str, batch_size: int = 500) -> tuple[float, float]:
+    """(top-1 accuracy, mean loss) on uint8 NHWC images."""
+    model.eval()
+    correct, loss_sum = 0, 0.0
+    for i in range(0, len(images), batch_size):
+        x = torch.from_numpy(data_mod.normalize(images[i:i + batch_size], norm["mean"],
+                                                norm["std"])).to(device)
+        y = torch.from_numpy(labels[i:i + batch_size]).to(device)
+        out = model(x)
+        loss_sum += F.cross_entropy(out, y, reduction="sum").item()
+        correct += (out.argmax(1) == y).sum().item()
+    n = max(1, len(images))
+    return correct / n, loss_sum / n
+
+
+def wht_alive_fraction(model: nn.Module, x: torch.Tensor) -> dict[str, float]:
+    """Diagnostics: for every WHT layer, the share of non-DC transform
+    coefficients with |z| > T on the batch ``x`` (0 = all thresholded away)."""
+    stats, hooks = {}, []
+    for name, m in model.named_modules():
+        if isinstance(m, WHT):
+            def hook(mod, inp, out, name=name):
+                xi = inp[0]
+                xp = F.pad(xi, (0, 0, 0, 0, 0, mod.n - xi.shape[1]))
+                from .layers import fwht
+                z = fwht(xp, 1) / math.sqrt(mod.n)
+                t = mod.thresholds_natural().view(1, -1, 1, 1)
+                stats[name] = (z[:, 1:].abs() > t[:, 1:]).float().mean().item()
+            hooks.append(m.register_forward_hook(hook))
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    return stats
+
+
+def run(arch: str, dataset: str = "fashion-mnist", epochs: int = 1, output: str = "model.pt",
+        device: str = "cpu", seed: int = 0, resume: bool = False, width: float = 1.0,
+        batch_size: int = 128, lr: float = 0.1, momentum: float = 0.9,
+        weight_decay: float = 5e-4, schedule: str = "onecycle", sgdr_t0: int = 10,
+        sgdr_mult: int = 2, label_smoothing: float = 0.0, data_dir: str | None = None,
+        max_batches: int | None = None, test_limit: int | None = None,
+        threshold_lr_scale: float = 1.0, struct_lambda: float = 0.0,
+        config: dict | None = None, threads: int | None = None,
+        progress: bool = True, log=None) -> dict:
+    """Train (or resume) and return a summary dict."""
+    log = log or (lambda s: print(s, file=sys.stderr, flush=True))
+    t_start = time.time()
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda requested but torch.cuda.is_available() is False")
+    if threads:
+        torch.set_num_threads(threads)
+    if epochs < 1:
+        raise UserError("--epochs must be >= 1")
+    if dataset not in data_mod.DATASETS:
+        raise UserError(f"unknown dataset {dataset!r}")
+    try:
+        xtr, ytr = data_mod.load(dataset, "train", data_dir)
+        xte, yte = data_mod.load(dataset, "test", data_dir)
+    except FileNotFoundError as e:
+        raise UserError(str(e)) from None
+    if test_limit:
+        xte, yte = xte[:test_limit], yte[:test_limit]
+    norm = data_mod.NORMALIZATION[dataset]
+    aug = data_mod.AUGMENT[dataset]
+
+    state = None
+    if resume and os.path.exists(output):
+        state = ckpt_mod.read(output)
+        if state.get("arch") != arch:
+            raise UserError(f"{output} holds arch {state.get('arch')!r}, not {arch!r}")
+        if "optimizer" not in state:
+            raise UserError(f"{output} has no optimizer state (a slim export?); cannot resume")
+        cfg = state["config"]
+        targs = state.get("train_args", {})
+        # the schedule is a function of the original run's settings
+        schedule = targs.get("schedule", schedule)
+        lr = targs.get("lr", lr)
+        batch_size = targs.get("batch_size", batch_size)
+        seed = targs.get("seed", seed)
+        sgdr_t0, sgdr_mult = targs.get("sgdr_t0", sgdr_t0), targs.get("sgdr_mult", sgdr_mult)
+        threshold_lr_scale = targs.get("threshold_lr_scale", threshold_lr_scale)
+        if schedule == "onecycle":
+            epochs_total = targs.get("epochs", epochs)
+            if epochs != epochs_total:
+                log(f"resume: one-cycle schedule was planned for {epochs_total} epochs; "
+                    f"keeping that")
+            epochs = epochs_total
+    else:
+        if resume:
+            log(f"resume: {output} does not exist yet, starting from scratch")
+        c, h, w = data_mod.INPUT_SHAPE[dataset]
+        cfg = {"in_channels": c, "num_classes": data_mod.NUM_CLASSES[dataset], "width": width}
+        cfg.update(config or {})
+    torch.manual_seed(seed)          # weight init is part of the seeded run
+    try:
+        model = build(arch, **cfg)
+    except (ValueError, TypeError) as e:
+        raise UserError(str(e)) from None
+    model.to(device)
+
+    steps = math.ceil(len(xtr) / batch_size)
+    if max_batches:
+        steps = min(steps, max_batches)
+    opt = torch.optim.SGD(_param_groups(model, weight_decay, lr, threshold_lr_scale), lr=lr,
+                          momentum=momentum, nesterov=momentum > 0)
+    sched = _make_scheduler(opt, schedule, epochs, steps, lr, sgdr_t0, sgdr_mult)
+    history: list[dict] = []
+    start_epoch = 0
+    prior_seconds = 0.0
+    if state is not None:
+        model.load_state_dict(state["state_dict"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        history = list(state.get("history", []))
+        start_epoch = int(state["epochs"])
+        prior_seconds = float(state.get("seconds", 0.0))
+        log(f"resume: {output} at epoch {start_epoch}")
+
+    struct_mods = [m for m in model.modules()
+                   if isinstance(m, StructuredConv2d) and m.mode == "regularized"]
+    train_args = dict(arch=arch, dataset=dataset, epochs=epochs, seed=seed, width=width,
+                      batch_size=batch_size, lr=lr, momentum=momentum,
+                      weight_decay=weight_decay, schedule=schedule, sgdr_t0=sgdr_t0,
+                      sgdr_mult=sgdr_mult, label_smoothing=label_smoothing,
+                      max_batches=max_batches, test_limit=test_limit,
+                      threshold_lr_scale=threshold_lr_scale, struct_lambda=struct_lambda,
+                      device=device)
+    n_params = count_params(model)
+    acc = state.get("test_accuracy") if state is not None else None
+    for epoch in range(start_epoch, epochs):
+        t0 = time.time()
+        model.train()
+        rng = np.random.default_rng([seed, epoch])
+        torch.manual_seed(seed * 100003 + epoch)
+        order = rng.permutation(len(xtr))
+        bar = Progress(steps, f"epoch {epoch + 1}/{epochs}") if progress else None
+        loss_sum, correct, seen = 0.0, 0, 0
+        for b in range(steps):
+            idx = order[b * batch_size:(b + 1) * batch_size]
+            imgs = data_mod.augment(xtr[idx], rng, aug["pad"], aug["flip"])
+            x = torch.from_numpy(data_mod.normalize(imgs, norm["mean"], norm["std"])).to(device)
+            y = torch.from_numpy(ytr[idx]).to(device)
+            out = model(x)
+            loss = F.cross_entropy(out, y, label_smoothing=label_smoothing)
+            total = loss
+            if struct_mods and struct_lambda:
+                total = total + struct_lambda * sum(m.structural_loss() for m in struct_mods)
+            opt.zero_grad(set_to_none=True)
+            total.backward()
+            opt.step()
+            clamp_thresholds_(model)
+            sched.step()
+            if not math.isfinite(loss.item()):
+                raise UserError(f"loss became {loss.item()} at epoch {epoch + 1} batch {b + 1}; "
+                                "try a lower --lr")
+            loss_sum += loss.item() * len(idx)
+            correct += (out.argmax(1) == y).sum().item()
+            seen += len(idx)
+            if bar:
+                bar.update(b + 1, f"loss {loss_sum / seen:.4f} acc {100 * correct / seen:.2f}%")
+        acc, test_loss = evaluate(model, xte, yte, norm, device)
+        secs = time.time() - t0
+        rec = {"epoch": epoch + 1, "train_loss": loss_sum / max(1, seen),
+               "train_accuracy": correct / max(1, seen), "test_accuracy": acc,
+               "test_loss": test_loss, "lr": opt.param_groups[0]["lr"], "seconds": secs}
+        history.append(rec)
+        log(f"epoch {epoch + 1}/{epochs}: train loss {rec['train_loss']:.4f} "
+            f"acc {100 * rec['train_accuracy']:.2f}% | test loss {test_loss:.4f} "
+            f"acc {100 * acc:.2f}% | {secs:.0f}s")
+        ck = {
+            "format": ckpt_mod.FORMAT, "format_version": ckpt_mod.FORMAT_VERSION,
+            "arch": arch, "config": cfg,
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "normalization": norm, "dataset": dataset, "test_accuracy": acc,
+            "test_images": len(xte), "epochs": epoch + 1, "params": n_params,
+            "history": history, "train_args": train_args,
+            "seconds": prior_seconds + (time.time() - t_start),
+            "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+            "rng": {"seed": seed, "next_epoch": epoch + 1},
+        }
+        ckpt_mod.save(ck, output)
+    return {"arch": arch, "dataset": dataset, "epochs": max(epochs, start_epoch),
+            "test_accuracy": acc, "params": n_params, "checkpoint": os.path.abspath(output),
+            "seconds": round(time.time() - t_start, 3)}

@@ -1,0 +1,62 @@
+"""Ship trained checkpoints into zoo/ and print the model table.
+
+    python -m training.zoo export RUN.pt zoo/fmnist-NAME.pt   # slim fp16 copy
+    python -m training.zoo table zoo/*.pt                     # markdown table
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from . import checkpoint
+from .analysis import op_counts
+from .data import INPUT_SHAPE
+
+
+def row(path: str) -> dict:
+    model, ck = checkpoint.load(path)
+    shape = INPUT_SHAPE.get(ck.get("dataset", "fashion-mnist"), (1, 28, 28))
+    ops = op_counts(model, shape)
+    targs = ck.get("train_args", {})
+    cmd = ("python cli.py train --arch {arch} --dataset {dataset} --epochs {epochs} "
+           "--schedule {schedule} --lr {lr} --batch-size {batch_size} --seed {seed} "
+           "--width {width}{ls}{thr} -o RUN.pt").format(
+        ls=(f" --label-smoothing {targs['label_smoothing']}"
+            if targs.get("label_smoothing") else ""),
+        thr=(f" --threshold-lr-scale {targs['threshold_lr_scale']}"
+             if targs.get("threshold_lr_scale", 1.0) != 1.0 else ""),
+        **{k: targs.get(k) for k in ("arch", "dataset", "epochs", "schedule", "lr",
+                                     "batch_size", "seed", "width")})
+    return {"file": os.path.basename(path), "arch": ck["arch"], "params": ops["params"],
+            "multiply_free_share": ops["multiply_free_share"], "mul_macs": ops["mul_macs"],
+            "test_accuracy": ck.get("test_accuracy"), "test_images": ck.get("test_images"),
+            "epochs": ck.get("epochs"), "command": cmd}
+
+
+def markdown(paths) -> str:
+    lines = ["| file | arch | params | multiply-free share of ops | mult. MACs | "
+             "test acc. | epochs | reproduce |", "|---|---|---:|---:|---:|---:|---:|---|"]
+    for p in paths:
+        r = row(p)
+        acc = "-" if r["test_accuracy"] is None else f"{100 * r['test_accuracy']:.2f}%"
+        lines.append(f"| {r['file']} | {r['arch']} | {r['params']:,} | "
+                     f"{100 * r['multiply_free_share']:.1f}% | {r['mul_macs'] / 1e6:.1f}M | "
+                     f"{acc} | {r['epochs']} | `{r['command']}` |")
+    return "\n".join(lines)
+
+
+def main(argv):
+    if len(argv) >= 3 and argv[0] == "export":
+        ck = checkpoint.export(argv[1], argv[2])
+        print(f"{argv[2]}: {ck['arch']} epochs {ck['epochs']} "
+              f"test accuracy {ck['test_accuracy']}, {os.path.getsize(argv[2]) / 1e6:.2f} MB")
+    elif len(argv) >= 2 and argv[0] == "table":
+        print(markdown(argv[1:]))
+    else:
+        print(__doc__)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
