@@ -73,6 +73,7 @@ def random_case(op: str, rng: np.random.Generator, edge: str = "random") -> Grap
               thresh=thresh, table=table.ravel())
     elif op == "hdw":
         b.add("hdw", 0, stride=int(rng.integers(1, 3)), op=int(rng.integers(0, 2)), xshift=int(rng.integers(0, 8)),
+              wshift=int(rng.choice([0, 0, 3, 7])),
               weight=weights(rng, (3, 3, c), edge), bias=rng.integers(-3000, 3000, c),
               **requant(rng, c, 9 * 256 * 16, sat), **act)
     elif op == "sumpool":

@@ -76,6 +76,7 @@ enum mfe_op {
 #define MFE_HDW_XSHIFT 2
 #define MFE_HDW_ACT_LO 3
 #define MFE_HDW_ACT_HI 4
+#define MFE_HDW_WSHIFT 5
 #define MFE_HDW_B_WEIGHT 0
 #define MFE_HDW_B_BIAS 1
 #define MFE_HDW_B_MULT 2
@@ -138,7 +139,7 @@ static const mfe_op_info MFE_OP_INFO[MFE_OP_COUNT] = {
     [1] = {"conv2d", 1, 13, 4, 2, {{1LL, 65536LL}, {1LL, 15LL}, {1LL, 15LL}, {1LL, 8LL}, {1LL, 8LL}, {0LL, 15LL}, {0LL, 15LL}, {0LL, 15LL}, {0LL, 15LL}, {1LL, 65536LL}, {-128LL, 127LL}, {-128LL, 127LL}, {-128LL, 127LL}}, {{1, -128LL, 127LL}, {2, -2147483648LL, 2147483647LL}, {2, 0LL, 2147483647LL}, {2, 0LL, 63LL}}},
     [2] = {"linear", 1, 3, 4, 6, {{1LL, 65536LL}, {-128LL, 127LL}, {-128LL, 127LL}}, {{1, -128LL, 127LL}, {2, -2147483648LL, 2147483647LL}, {2, 0LL, 2147483647LL}, {2, 0LL, 63LL}}},
     [3] = {"wht", 1, 6, 2, 2, {{1LL, 16384LL}, {2LL, 16384LL}, {0LL, 1LL}, {0LL, 1LL}, {0LL, 1LL}, {0LL, 31LL}}, {{2, 0LL, 2147483647LL}, {1, -32LL, 32LL}}},
-    [4] = {"hdw", 1, 5, 4, 2, {{1LL, 2LL}, {0LL, 1LL}, {0LL, 7LL}, {-128LL, 127LL}, {-128LL, 127LL}}, {{1, -128LL, 127LL}, {2, -2147483648LL, 2147483647LL}, {2, 0LL, 2147483647LL}, {2, 0LL, 63LL}}},
+    [4] = {"hdw", 1, 6, 4, 2, {{1LL, 2LL}, {0LL, 1LL}, {0LL, 7LL}, {-128LL, 127LL}, {-128LL, 127LL}, {0LL, 7LL}}, {{1, -128LL, 127LL}, {2, -2147483648LL, 2147483647LL}, {2, 0LL, 2147483647LL}, {2, 0LL, 63LL}}},
     [5] = {"sumpool", 1, 11, 0, 2, {{1LL, 65536LL}, {1LL, 15LL}, {1LL, 15LL}, {0LL, 15LL}, {0LL, 15LL}, {0LL, 15LL}, {0LL, 15LL}, {0LL, 2147483647LL}, {0LL, 63LL}, {-128LL, 127LL}, {-128LL, 127LL}}, {{0, 0, 0}}},
     [6] = {"add", 2, 5, 0, 2, {{0LL, 2147483647LL}, {0LL, 2147483647LL}, {0LL, 63LL}, {-128LL, 127LL}, {-128LL, 127LL}}, {{0, 0, 0}}},
     [7] = {"clamp", 1, 2, 0, 2, {{-128LL, 127LL}, {-128LL, 127LL}}, {{0, 0, 0}}},

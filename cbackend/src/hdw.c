@@ -44,13 +44,13 @@ int mfe_prepare_hdw(const mfe_model *m, mfe_node *nd, char *err, size_t errlen) 
     if (rc) return rc;
     const int32_t *bias = nd->blob[MFE_HDW_B_BIAS];
     for (int32_t i = 0; i < c; i++) {
-        int64_t bound = 9 * ((128LL << nd->a[MFE_HDW_XSHIFT]) + 128) + mfe_abs64(bias[i]);
+        int64_t bound = 9 * ((128LL << nd->a[MFE_HDW_XSHIFT]) + (128LL << nd->a[MFE_HDW_WSHIFT])) + mfe_abs64(bias[i]);
         MFE_CHECK(bound <= INT32_MAX, "int32 accumulator of channel %d could wrap", i);
     }
-    int32_t *w = malloc(sizeof(int32_t) * 9 * (size_t)c);  /* widened once: taps load int32 lanes */
+    int32_t *w = malloc(sizeof(int32_t) * 9 * (size_t)c);  /* widened and shifted once: taps load int32 lanes */
     if (!w) MFE_FAIL(MFE_ENOMEM, "out of memory");
     const int8_t *src = nd->blob[MFE_HDW_B_WEIGHT];
-    for (int32_t i = 0; i < 9 * c; i++) w[i] = src[i];
+    for (int32_t i = 0; i < 9 * c; i++) w[i] = (int32_t)((uint32_t)(int32_t)src[i] << nd->a[MFE_HDW_WSHIFT]);
     nd->prep = w;
     nd->scratch = sizeof(int32_t) * (size_t)c;
     return MFE_OK;

@@ -1,0 +1,97 @@
+"""`python cli.py convert`: checkpoint -> .mfe, with a per-layer report and measured fidelity."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+import numpy as np
+
+from engine.dataspec import load_spec
+
+
+def _bar(total: int, label: str, quiet: bool):
+    return click.progressbar(length=total, label=label, file=sys.stderr) if not quiet else _NoBar()
+
+
+class _NoBar:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def update(self, n: int) -> None:
+        pass
+
+
+def evaluate(model, graph, images: np.ndarray, labels: np.ndarray, mean, std, threads: int, quiet: bool) -> dict:
+    """Float and integer top-1 on the same images, and how often their top-1 agree."""
+    import torch
+
+    import engine
+    from converter import float_batches
+    m = engine.from_graph(graph)
+    fpred, ipred = [], []
+    with _bar(len(images), "evaluating", quiet) as bar, torch.no_grad():
+        for i, x in enumerate(float_batches(images, mean, std, 256)):
+            fpred.append(model(x).argmax(1).numpy())
+            ipred.append(m.run(images[i * 256:(i + 1) * 256], "c", threads).argmax(1))
+            bar.update(len(x))
+    f, q = np.concatenate(fpred), np.concatenate(ipred)
+    return {"float_accuracy": round(float((f == labels).mean()), 6), "int_accuracy": round(float((q == labels).mean()), 6),
+            "agreement": round(float((f == q).mean()), 6), "eval_images": int(len(labels))}
+
+
+@click.command("convert")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Model file to write (.mfe).")
+@click.option("--calib", default="fashion-mnist:train:512", show_default=True, help="Calibration images (dataset spec).")
+@click.option("--eval", "eval_spec", help="Measure float vs integer accuracy on this dataset spec, e.g. fashion-mnist:test.")
+@click.option("--mulfree", is_flag=True, help="Signed power-of-two weights and shift-only requantisation: 0 multiplies.")
+@click.option("--percentile", type=click.FloatRange(50, 100), help="Calibrate ranges to this percentile of |x| (default: max).")
+@click.option("--threads", type=click.IntRange(1, 256), default=os.cpu_count() or 1, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def convert(checkpoint: str, output: str, calib: str, eval_spec: str | None, mulfree: bool, percentile: float | None,
+            threads: int, as_json: bool) -> None:
+    """Convert a PyTorch CHECKPOINT (project checkpoint or pickled nn.Module) into an integer model file.
+
+    \b
+    Example:
+      python cli.py convert zoo/fmnist-mbv2-wht.pt -o wht.mfe --eval fashion-mnist:test
+      python cli.py convert model.pt -o m.mfe --calib fashion-mnist:train:1024 --mulfree --json
+    """
+    from converter import ConvertError
+    from converter import convert as run_convert
+    from converter import load_source
+    from engine import format as fmt
+    from engine.inspect import report
+    try:
+        model, info = load_source(checkpoint)
+        norm = info.get("normalization") or {"mean": [0.2860], "std": [0.3530]}
+        images, _ = load_spec(calib, default_split="train")
+        with _bar(len(images), "calibrating", as_json) as bar:
+            graph = run_convert(model, images, norm["mean"], norm["std"], mulfree=mulfree, percentile=percentile,
+                                meta={"source": os.path.basename(checkpoint), "arch": info.get("arch")},
+                                progress=bar.update)
+        fmt.save(graph, output)
+        result = {"model": output, "source": checkpoint, "mulfree": mulfree, **report(graph)}
+        result.update({k: result["totals"][k] for k in ("params", "multiplies", "adds")})
+        if eval_spec:
+            images, labels = load_spec(eval_spec)
+            result.update(evaluate(model, graph, images, labels, norm["mean"], norm["std"], threads, as_json))
+    except (ConvertError, ValueError, FileNotFoundError) as e:
+        raise click.ClickException(str(e).splitlines()[0]) from None
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    fmt_row = "{:<34} {:<10} {:<14} {:>9} {:>12} {:>12}"
+    click.echo(fmt_row.format("layer", "op", "output", "params", "multiplies", "adds"))
+    for r in result["layers"]:
+        click.echo(fmt_row.format(r["name"][:34], r["op"], "x".join(map(str, r["output"])), r["params"], r["multiplies"], r["adds"]))
+    click.echo(fmt_row.format("total", "", "", result["params"], result["multiplies"], result["adds"]))
+    click.echo(f"wrote {output} ({os.path.getsize(output)} bytes)")
+    if eval_spec:
+        click.echo(f"float accuracy {100 * result['float_accuracy']:.2f}%, integer accuracy {100 * result['int_accuracy']:.2f}%, "
+                   f"agreement {100 * result['agreement']:.2f}% on {result['eval_images']} images")

@@ -1,0 +1,2 @@
+class ConvertError(ValueError):
+    """The model uses something the converter cannot map; the message names it."""
