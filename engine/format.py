@@ -15,7 +15,7 @@ import tempfile
 import numpy as np
 
 from . import ops
-from .graph import Graph, ModelError, Node, Tensor
+from .graph import MAX_NODES, MAX_TENSORS, Graph, ModelError, Node, Tensor, check_tensor
 
 MAGIC = b"MFENGINE"
 VERSION = 1
@@ -25,6 +25,7 @@ HEADER = struct.Struct("<6I 5Q")  # n_tensors, n_nodes, input, output, zero_poin
 TENSOR = struct.Struct("<4If3I")  # dtype, h, w, c, scale, reserved x3
 NODE = struct.Struct(f"<{2 + ops.MAX_INPUTS}I 2I {ops.MAX_ATTRS}i 2I {2 * ops.MAX_BLOBS}Q")
 HEADER_AT = PREAMBLE.size
+BODY_AT = HEADER_AT + HEADER.size  # tables, metadata and blobs start here
 MAX_FILE = 1 << 31  # 2 GiB: a bound on what the loaders will allocate
 DTYPE_NAMES = {v: k for k, v in ops.DTYPES.items()}
 assert PREAMBLE.size == 64 and HEADER.size == 64 and TENSOR.size == 32 and NODE.size == 160
@@ -88,27 +89,50 @@ def save(g: Graph, path: str) -> None:
         raise
 
 
-def _span(buf: bytes, at: int, size: int, what: str) -> None:
-    if at < HEADER_AT or size < 0 or at + size > len(buf):
-        raise ModelError(f"{what} [{at}, {at + size}) lies outside the file (size {len(buf)})")
+def _span_in(at: int, size: int, lo: int, hi: int) -> bool:
+    return lo <= at <= hi and 0 <= size <= hi - at
 
 
 def from_bytes(buf: bytes) -> Graph:
-    if len(buf) < HEADER_AT + HEADER.size:
+    """Parse and validate a model file; every problem raises ModelError naming it and its byte offset."""
+    if len(buf) < BODY_AT:
         raise ModelError(f"file too short ({len(buf)} bytes) at offset 0")
-    magic, version, _, size, digest, _ = PREAMBLE.unpack_from(buf, 0)
+    if len(buf) > MAX_FILE:
+        raise ModelError(f"file of {len(buf)} bytes is over the {MAX_FILE}-byte limit")
+    magic, version, res0, size, digest, res1 = PREAMBLE.unpack_from(buf, 0)
     if magic != MAGIC:
         raise ModelError(f"bad magic {magic!r} at offset 0: not a model file")
     if version != VERSION:
         raise ModelError(f"unsupported version {version} at offset 8 (this engine reads {VERSION})")
+    if res0:
+        raise ModelError("reserved field at offset 12 is not 0")
     if size != len(buf):
         raise ModelError(f"file size field {size} at offset 16 != actual size {len(buf)} (truncated?)")
+    if res1:
+        raise ModelError("reserved field at offset 56 is not 0")
     if hashlib.sha256(memoryview(buf)[HEADER_AT:]).digest() != digest:
         raise ModelError("checksum mismatch at offset 24: the file is corrupted")
-    nt, nn, inp, out, zp, _, t_at, n_at, m_at, m_size, _ = HEADER.unpack_from(buf, HEADER_AT)
-    _span(buf, t_at, nt * TENSOR.size, "tensor table")
-    _span(buf, n_at, nn * NODE.size, "node table")
-    _span(buf, m_at, m_size, "metadata")
+    nt, nn, inp, out, zp, res2, t_at, n_at, m_at, m_size, b_at = HEADER.unpack_from(buf, HEADER_AT)
+    if not 1 <= nt <= MAX_TENSORS:
+        raise ModelError(f"tensor count {nt} outside [1, {MAX_TENSORS}] at offset 64")
+    if not 1 <= nn <= MAX_NODES:
+        raise ModelError(f"node count {nn} outside [1, {MAX_NODES}] at offset 68")
+    if inp >= nt:
+        raise ModelError(f"input tensor index {inp} out of range at offset 72")
+    if out >= nt:
+        raise ModelError(f"output tensor index {out} out of range at offset 76")
+    if out == inp:
+        raise ModelError("output tensor is the input at offset 76: the graph computes nothing")
+    if zp > 255:
+        raise ModelError(f"input zero point {zp} outside [0, 255] at offset 80")
+    if res2:
+        raise ModelError("reserved field at offset 84 is not 0")
+    if b_at % ALIGN or not _span_in(b_at, 0, BODY_AT, len(buf)):
+        raise ModelError(f"blob section offset {b_at} at offset 120 misaligned or outside the file")
+    for what, at, n, field_at in (("tensor table", t_at, nt * TENSOR.size, 88), ("node table", n_at, nn * NODE.size, 96),
+                                  ("metadata", m_at, m_size, 104)):
+        if not _span_in(at, n, BODY_AT, b_at):
+            raise ModelError(f"{what} [{at}, +{n}) at offset {field_at} outside the file's table section")
     try:
         meta = json.loads(buf[m_at:m_at + m_size])
         assert isinstance(meta, dict)
@@ -120,10 +144,14 @@ def from_bytes(buf: bytes) -> Graph:
     tensors = []
     for i in range(nt):
         at = t_at + i * TENSOR.size
-        dt, h, w, c, scale, *_ = TENSOR.unpack_from(buf, at)
+        dt, h, w, c, scale, *reserved = TENSOR.unpack_from(buf, at)
         if dt not in DTYPE_NAMES:
             raise ModelError(f"tensor {i}: bad dtype code {dt} at offset {at}")
-        tensors.append(Tensor(str(tnames[i]), (h, w, c), DTYPE_NAMES[dt], scale))
+        if any(reserved):
+            raise ModelError(f"tensor {i}: reserved fields are not 0 at offset {at}")
+        t = Tensor(str(tnames[i]), (h, w, c), DTYPE_NAMES[dt], scale, at=at)
+        check_tensor(t)  # before anything multiplies the dims
+        tensors.append(t)
     nodes = []
     for i in range(nn):
         at = n_at + i * NODE.size
@@ -131,36 +159,38 @@ def from_bytes(buf: bytes) -> Graph:
         code, n_in, ins = f[0], f[1], list(f[2:2 + ops.MAX_INPUTS])
         output, n_attrs = f[2 + ops.MAX_INPUTS], f[3 + ops.MAX_INPUTS]
         attrs = f[4 + ops.MAX_INPUTS: 4 + ops.MAX_INPUTS + ops.MAX_ATTRS]
-        n_blobs, spans = f[4 + ops.MAX_INPUTS + ops.MAX_ATTRS], f[6 + ops.MAX_INPUTS + ops.MAX_ATTRS:]
+        n_blobs, reserved = f[4 + ops.MAX_INPUTS + ops.MAX_ATTRS], f[5 + ops.MAX_INPUTS + ops.MAX_ATTRS]
+        spans = f[6 + ops.MAX_INPUTS + ops.MAX_ATTRS:]
         op = ops.BY_CODE.get(code)
         if op is None:
             raise ModelError(f"node {i}: unknown op code {code} at offset {at}")
         if n_in != op.n_inputs or n_attrs != len(op.attrs) or n_blobs != len(op.blobs):
             raise ModelError(f"node {i} ({op.name}): input/attribute/blob counts disagree with the op table at offset {at}")
+        if any(ins[n_in:]) or any(attrs[n_attrs:]) or reserved or any(spans[2 * n_blobs:]):
+            raise ModelError(f"node {i} ({op.name}): unused or reserved fields are not 0 at offset {at}")
         if any(j >= nt for j in ins[:n_in]) or output >= nt:
             raise ModelError(f"node {i} ({op.name}): tensor index out of range at offset {at}")
         blobs = {}
         for j, b in enumerate(op.blobs):
-            b_at, b_size = spans[2 * j], spans[2 * j + 1]
-            _span(buf, b_at, b_size, f"node {i} blob {b.name}")
+            s_at, s_size = spans[2 * j], spans[2 * j + 1]
             itemsize = np.dtype(ops.NP_DTYPES[b.dtype]).itemsize
-            if b_at % ALIGN or b_size % itemsize:
-                raise ModelError(f"node {i} blob {b.name}: misaligned or ragged at offset {b_at}")
-            blobs[b.name] = np.frombuffer(buf, dtype=_le(b.dtype), count=b_size // itemsize,
-                                          offset=b_at).astype(ops.NP_DTYPES[b.dtype])
-        node = Node(str(nnames[i]), op.name, ins[:n_in], output, {a.name: attrs[k] for k, a in enumerate(op.attrs)}, blobs)
+            if not _span_in(s_at, s_size, b_at, len(buf)) or s_at % ALIGN or s_size % itemsize:
+                raise ModelError(f"node {i} ({op.name}): blob {b.name} [{s_at}, +{s_size}) outside the file's blob "
+                                 f"section or misaligned at offset {at + NODE.size - 16 * (ops.MAX_BLOBS - j)}")
+            blobs[b.name] = np.frombuffer(buf, dtype=_le(b.dtype), count=s_size // itemsize,
+                                          offset=s_at).astype(ops.NP_DTYPES[b.dtype])
+        node = Node(str(nnames[i]), op.name, ins[:n_in], output, {a.name: attrs[k] for k, a in enumerate(op.attrs)},
+                    blobs, at=at)
         nodes.append(node)
     g = Graph(tensors, nodes, inp, out, zp, {k: v for k, v in meta.items() if k not in ("tensors", "nodes")})
-    if not 0 <= inp < nt:
-        raise ModelError(f"input tensor index {inp} out of range at offset {HEADER_AT + 8}")
     # blobs arrive flat; give them the shapes the op table expects (validate checks the rest)
     for node in nodes:
         try:
             want = ops.OPS[node.op].blob_shapes(g.view(node))
-        except (ArithmeticError, ValueError):
+        except (ArithmeticError, ValueError, IndexError, KeyError):
             continue
         for name, shape in want.items():
-            if node.blobs[name].size == int(np.prod(shape)):
+            if node.blobs[name].size == int(np.prod(shape, dtype=object)):
                 node.blobs[name] = node.blobs[name].reshape(shape)
     return g.validate()
 
@@ -174,3 +204,5 @@ def load(path: str) -> Graph:
             return from_bytes(f.read())
     except ModelError as e:
         raise ModelError(f"{path}: {e}") from None
+    except OSError as e:
+        raise ModelError(f"{path}: {e.strerror or e}") from None

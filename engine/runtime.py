@@ -4,14 +4,10 @@ from __future__ import annotations
 import numpy as np
 
 from . import format as fmt
-from .graph import Graph, ModelError
+from .graph import Graph, InputError, ModelError
 from .native import BackendError, NativeModel
 
 BACKENDS = ("ref", "c", "c-avx2", "c-scalar", "cuda")  # c-avx2 / c-scalar: other builds, for tests
-
-
-class InputError(ValueError):
-    """Input images of the wrong shape, dtype or values."""
 
 
 class Model:

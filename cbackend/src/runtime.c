@@ -5,6 +5,8 @@
 #include "internal.h"
 
 #define CHUNK 16  /* images per pass through the graph: bounds the arena, keeps activations in cache */
+#define ARENA_BUDGET ((size_t)64 << 20)  /* a model whose plan needs more per image runs fewer images per pass */
+#define MAX_PLAN ((size_t)2 << 30)       /* per image; the loader already bounds live activations to 1 GiB */
 
 static const mfe_run_fn RUN[MFE_OP_COUNT] = {
     [MFE_OP_CONV2D] = mfe_run_conv2d, [MFE_OP_LINEAR] = mfe_run_linear, [MFE_OP_WHT] = mfe_run_wht,
@@ -18,51 +20,55 @@ const char *mfe_isa(void) { return MFE_ISA_NAME; }
 static size_t align64(size_t v) { return (v + 63) & ~(size_t)63; }
 
 /* Greedy first-fit over tensor lifetimes: a tensor lives from the node that writes it (the input: from
- * the start) to its last reader; tensors whose lifetimes overlap never share bytes. */
+ * the start) to its last reader (the loader makes that at least its own node); tensors whose lifetimes
+ * overlap never share bytes. Tensors are placed in birth order, so the ones that overlap the next are
+ * exactly those still live at its birth: they are kept in `active`, sorted by offset, and the lowest gap
+ * that fits is found in one pass (linear in the live tensors, not in all tensors). */
 int mfe_plan_arena(mfe_model *m, char *err, size_t errlen) {
-    int32_t *born = malloc(sizeof(int32_t) * (size_t)m->nt), *order = malloc(sizeof(int32_t) * (size_t)m->nt);
-    if (!born || !order) { free(born); free(order); MFE_FAIL(MFE_ENOMEM, "out of memory"); }
-    int32_t placed = 0;
-    for (int32_t i = 0; i < m->nt; i++) born[i] = -2;
-    born[m->input] = -1;
-    order[placed++] = m->input;
-    for (int32_t i = 0; i < m->nn; i++) born[m->nodes[i].out] = i, order[placed++] = m->nodes[i].out;
+    int32_t *active = malloc(sizeof(int32_t) * ((size_t)m->nn + 1)), na = 0;
+    if (!active) MFE_FAIL(MFE_ENOMEM, "out of memory");
     size_t top = 0, scratch = 0;
-    for (int32_t k = 0; k < placed; k++) {
-        mfe_tensor *t = &m->t[order[k]];
+    for (int32_t k = -1; k < m->nn; k++) {  /* step -1: the input */
+        const int32_t id = k < 0 ? m->input : m->nodes[k].out;
+        mfe_tensor *t = &m->t[id];
+        int32_t keep = 0;
+        for (int32_t j = 0; j < na; j++)
+            if (m->t[active[j]].last_use >= k) active[keep++] = active[j];
+        na = keep;
         size_t off = 0, size = align64(t->bytes);
-        for (int moved = 1; moved;) {  /* lowest offset clear of every overlapping live tensor */
-            moved = 0;
-            for (int32_t j = 0; j < k; j++) {
-                const mfe_tensor *u = &m->t[order[j]];
-                int overlap_time = born[order[j]] <= t->last_use && born[order[k]] <= u->last_use;
-                if (overlap_time && off < u->offset + align64(u->bytes) && u->offset < off + size)
-                    off = u->offset + align64(u->bytes), moved = 1;
-            }
+        int32_t pos = 0;
+        for (; pos < na; pos++) {
+            const mfe_tensor *u = &m->t[active[pos]];
+            if (off + size <= u->offset) break;
+            if (u->offset + align64(u->bytes) > off) off = u->offset + align64(u->bytes);
         }
+        memmove(active + pos + 1, active + pos, sizeof *active * (size_t)(na - pos));
+        active[pos] = id, na++;
         t->offset = off;
         if (off + size > top) top = off + size;
     }
+    free(active);
     for (int32_t i = 0; i < m->nn; i++)
         if (m->nodes[i].scratch > scratch) scratch = m->nodes[i].scratch;
-    free(born);
-    free(order);
+    MFE_CHECK(top <= MAX_PLAN, "memory plan of %zu bytes per image is over the %zu-byte limit", top, (size_t)MAX_PLAN);
     m->plan_bytes = top;
     m->scratch_per_thread = align64(scratch);
+    /* images per pass: up to CHUNK, fewer where the plan is large, so the arena stays near ARENA_BUDGET */
+    size_t fit = ARENA_BUDGET / (top ? top : 1);
+    m->cap_batch = fit < 1 ? 1 : fit > CHUNK ? CHUNK : (int32_t)fit;
     return MFE_OK;
 }
 
 static int reserve(mfe_model *m, int32_t threads, char *err, size_t errlen) {
     if (!m->arena) {
-        m->arena = aligned_alloc(64, align64(m->plan_bytes * CHUNK) + 64);
-        m->cap_batch = CHUNK;
+        m->arena = aligned_alloc(64, align64(m->plan_bytes * (size_t)m->cap_batch) + 64);
     }
     if (threads > m->cap_threads) {
         free(m->scratch);
         m->scratch = aligned_alloc(64, m->scratch_per_thread * (size_t)threads + 64);
         m->cap_threads = m->scratch ? threads : 0;
     }
-    if (!m->arena || !m->scratch) MFE_FAIL(MFE_ENOMEM, "out of memory planning %zu bytes", m->plan_bytes * CHUNK);
+    if (!m->arena || !m->scratch) MFE_FAIL(MFE_ENOMEM, "out of memory planning %zu bytes", m->plan_bytes * (size_t)m->cap_batch);
     return MFE_OK;
 }
 
@@ -76,16 +82,20 @@ static void quantize_input(int8_t *restrict x, const uint8_t *restrict u, size_t
 }
 
 int mfe_run(mfe_model *m, const uint8_t *input, int32_t n, void *output, int32_t threads, char *err, size_t errlen) {
+    char local[256];
+    if (!err || !errlen) err = local, errlen = sizeof local;
+    if (!m || (n > 0 && (!input || !output))) MFE_FAIL(MFE_EARG, "mfe_run: null argument");
     if (n < 0 || threads < 1 || threads > 256) MFE_FAIL(MFE_EARG, "bad batch %d or threads %d", n, threads);
     int rc = reserve(m, threads, err, errlen);
     if (rc) return rc;
     const mfe_tensor *ti = &m->t[m->input], *to = &m->t[m->output];
-    for (int32_t b0 = 0; b0 < n; b0 += CHUNK) {
-        int32_t nb = n - b0 < CHUNK ? n - b0 : CHUNK;
-        int8_t *x = (int8_t *)(m->arena + ti->offset * CHUNK);
+    const size_t chunk = (size_t)m->cap_batch;
+    for (int64_t b0 = 0; b0 < n; b0 += (int64_t)chunk) {
+        int32_t nb = n - b0 < (int64_t)chunk ? (int32_t)(n - b0) : (int32_t)chunk;
+        int8_t *x = (int8_t *)(m->arena + ti->offset * chunk);
         quantize_input(x, input + (size_t)b0 * ti->bytes, (size_t)nb * ti->bytes, m->zero_point);
         uint8_t *y = (uint8_t *)output + (size_t)b0 * to->bytes;  /* the output tensor lives in the caller's buffer */
-#define AT(id) ((id) == m->output ? y : m->arena + m->t[id].offset * CHUNK)
+#define AT(id) ((id) == m->output ? y : m->arena + m->t[id].offset * chunk)
         for (int32_t k = 0; k < m->nn; k++) {
             const mfe_node *nd = &m->nodes[k];
             mfe_ctx c = {m, nd, &m->t[nd->in[0]], nd->n_in > 1 ? &m->t[nd->in[1]] : NULL, &m->t[nd->out],
