@@ -31,17 +31,12 @@ def load_inputs(input_path: str | None, dataset: str | None) -> tuple[np.ndarray
     if input_path and dataset:
         fail("give --input or --dataset, not both")
     if dataset:
-        from training.data import load_fashion_mnist
-        parts = dataset.split(":")
-        if parts[0] != "fashion-mnist" or len(parts) > 3:
-            fail(f"unknown dataset {dataset!r}: use fashion-mnist[:train|test][:N]")
-        split = parts[1] if len(parts) > 1 and parts[1] else "test"
+        from engine.dataspec import load_spec
         try:
-            n = int(parts[2]) if len(parts) > 2 else None
-            images, labels = load_fashion_mnist(split)
+            images, labels = load_spec(dataset)
         except (ValueError, FileNotFoundError) as e:
             fail(str(e).splitlines()[0])
-        return images[:n], labels[:n], dataset
+        return images, labels, dataset
     path = input_path or SAMPLE
     try:
         data = np.load(path, allow_pickle=False)
@@ -76,7 +71,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @cli.command()
 @click.argument("model", required=False, type=click.Path(dir_okay=False))
 @click.option("--input", "input_path", type=click.Path(dir_okay=False), help="uint8 NHWC .npy (or .npz with images/labels).")
-@click.option("--dataset", help="fashion-mnist[:train|test][:N] from the Debian package.")
+@click.option("--dataset", help="fashion-mnist[:train|test][:N] (Debian package) or cifar10:DIR[:train|test][:N].")
 @click.option("--backend", type=click.Choice(["ref", "c", "cuda"]), default="c", show_default=True)
 @click.option("--threads", type=click.IntRange(1, 256), default=1, show_default=True)
 @click.option("--batch", type=click.IntRange(1, 1 << 20), default=64, show_default=True, help="Images per call.")
@@ -177,17 +172,18 @@ def not_yet(name: str, what: str):
     return _cmd
 
 
-not_yet("convert", "Convert a PyTorch checkpoint into an integer model file")
 not_yet("bench", "Benchmark the engine against PyTorch and ONNX Runtime")
 not_yet("cross-compile", "Build the C backend and runner for an ARM board")
 
 
-def _register_train() -> None:
+def _register() -> None:
+    from converter.command import convert
     from training.command import train
+    cli.add_command(convert)
     cli.add_command(train)
 
 
-_register_train()
+_register()
 
 
 def main(argv: list[str] | None = None) -> int:
