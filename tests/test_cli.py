@@ -59,7 +59,7 @@ def test_inspect_counts():
     (("run", "missing.mfe"), "No such file"),
     (("run", "--input", "nothere.npy"), "cannot read"),
     (("run", "--backend", "cuda"), "CUDA backend"),
-    (("convert", "x.pt"), "not implemented yet"),
+    (("convert", "nothere.pt", "-o", "x.mfe"), "no such file"),
     (("run", "--dataset", "mnist"), "unknown dataset"),
 ])
 def test_errors_are_one_line(args, words):
