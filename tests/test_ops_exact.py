@@ -65,3 +65,17 @@ def test_saturation_is_specified():
           mult=[1, 1], shift=[0, 0], act_lo=-100, act_hi=100)
     out = check(b.build(), np.stack([np.zeros((2, 2, 4), np.uint8), np.full((2, 2, 4), 255, np.uint8)]))
     assert set(np.unique(out)) <= {-100, 100}
+
+
+@pytest.mark.parametrize("cin,cout", [(1, 1), (3, 17), (16, 96), (70, 33), (96, 24), (320, 1280)])
+def test_pointwise_gemm_shapes(cin, cout):
+    """1x1 convs take the packed GEMM path: channel counts off its 4- and 16-wide blocks, pixel tails."""
+    from engine.builder import GraphBuilder
+    from randgraph import requant, weights
+    rng = np.random.default_rng(cin * 1000 + cout)
+    for edge in EDGES:
+        b = GraphBuilder((3, 5, cin))
+        b.add("conv2d", 0, cout=cout, kh=1, kw=1, stride_h=1, stride_w=1, groups=1, weight=weights(rng, (cout, 1, 1, cin), edge),
+              bias=rng.integers(-5000, 5000, cout), **requant(rng, cout, 128 * 64 * cin, False))
+        g = b.build()
+        check(g, images(rng, 3, g.tensors[0].shape, edge), threads=2)

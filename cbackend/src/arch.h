@@ -12,6 +12,9 @@
 #  include <immintrin.h>
 #  if defined(__AVX512F__) && defined(__AVX512BW__)
 #    define MFE_ISA_AVX512 1  /* wht widens its rows to 512 bits; other kernels stay AVX2 */
+#    if defined(__AVX512VNNI__)
+#      define MFE_ISA_VNNI 1  /* vpdpbusd: 64 int8 multiply-adds per instruction for 1x1 convs */
+#    endif
 #    define MFE_ISA_NAME "avx512"
 #  else
 #    define MFE_ISA_NAME "avx2"

@@ -57,7 +57,8 @@ static void dw_tap__avx2(int32_t *acc, const int8_t *x, const int8_t *w, int32_t
 typedef struct {  /* one allocation (the loader frees prep with free()) */
     int32_t *padsum;  /* pad_value != 0: per [tap][cout] what one padded tap adds, or NULL */
     int8_t *dw;       /* depthwise weights as [tap][channel], or NULL */
-    int32_t data[];   /* padsum, then dw */
+    void *gemm;       /* 1x1, stride 1, no padding: weights packed for mfe_gemm_rows, or NULL */
+    int32_t data[];   /* padsum, then dw or gemm */
 } conv_prep;
 
 static int acc_bound_ok(const int8_t *w, const int32_t *bias, int32_t cout, int64_t k, char *err, size_t errlen) {
@@ -87,9 +88,17 @@ int mfe_prepare_conv2d(const mfe_model *m, mfe_node *nd, char *err, size_t errle
     nd->scratch = sizeof(int32_t) * (size_t)cout;
     const int32_t taps = kh * kw, pv = a[MFE_CONV2D_PAD_VALUE], depthwise = g == x->c && cout == g;
     size_t n_pad = pv ? (size_t)taps * cout : 0, n_dw = depthwise ? (size_t)taps * cout : 0;
-    conv_prep *p = calloc(1, sizeof *p + sizeof(int32_t) * n_pad + n_dw);
+    const int pointwise = taps == 1 && g == 1 && a[MFE_CONV2D_STRIDE_H] == 1 && a[MFE_CONV2D_STRIDE_W] == 1 &&
+                          hp == x->h && wp == x->w;
+    size_t n_gemm = pointwise ? mfe_gemm_packed_bytes(cout, x->c) : 0;
+    conv_prep *p = calloc(1, sizeof *p + sizeof(int32_t) * n_pad + n_dw + n_gemm + 64);
     if (!p) MFE_FAIL(MFE_ENOMEM, "out of memory");
     nd->prep = p;
+    if (n_gemm) {  /* the 1x1 product as a packed GEMM over blocks of pixels */
+        p->gemm = (void *)(((uintptr_t)((uint8_t *)(p->data + n_pad) + n_dw) + 63) & ~(uintptr_t)63);
+        mfe_gemm_pack(p->gemm, nd->blob[MFE_CONV2D_B_WEIGHT], cout, x->c);
+        nd->scratch = sizeof(int32_t) * MFE_GEMM_ROWS * (size_t)cout;
+    }
     const int8_t *w = nd->blob[MFE_CONV2D_B_WEIGHT];
     if (depthwise) {  /* repack OHW1 -> HWC so taps run along channels */
         p->dw = (int8_t *)(p->data + n_pad);
@@ -120,6 +129,18 @@ void mfe_run_conv2d(const mfe_ctx *c, const void *in0, const void *in1, void *ou
     const int32_t kh = a[MFE_CONV2D_KH], kw = a[MFE_CONV2D_KW], sh = a[MFE_CONV2D_STRIDE_H], sw = a[MFE_CONV2D_STRIDE_W];
     const int32_t pt = a[MFE_CONV2D_PAD_T], pl = a[MFE_CONV2D_PAD_L], lo = a[MFE_CONV2D_ACT_LO], hi = a[MFE_CONV2D_ACT_HI];
     const conv_prep *prep = nd->prep;
+    if (prep->gemm) {
+        const int64_t pixels = (int64_t)c->n * Y->h * Y->w, blocks = (pixels + MFE_GEMM_ROWS - 1) / MFE_GEMM_ROWS;
+#pragma omp parallel for num_threads(c->threads) schedule(static)
+        for (int64_t b = 0; b < blocks; b++) {
+            int32_t *acc = (int32_t *)MFE_SCRATCH(c);
+            int64_t p0 = b * MFE_GEMM_ROWS;
+            int np = pixels - p0 < MFE_GEMM_ROWS ? (int)(pixels - p0) : MFE_GEMM_ROWS;
+            mfe_gemm_rows(acc, (const int8_t *)in0 + p0 * X->c, np, X->c, prep->gemm, cout, bias);
+            for (int p = 0; p < np; p++) requant_row((int8_t *)out + (p0 + p) * cout, acc + (size_t)p * cout, nd, cout, lo, hi);
+        }
+        return;
+    }
     const int64_t rows = (int64_t)c->n * Y->h;
 #pragma omp parallel for num_threads(c->threads) schedule(static)
     for (int64_t r = 0; r < rows; r++) {
