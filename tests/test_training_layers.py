@@ -87,7 +87,7 @@ def test_wht_layer_matches_definition(cin, cout, mode, ordering):
 
 
 def test_wht_zero_threshold_soft_is_pad_and_crop():
-    m = WHT(6, 6, "soft").double()
+    m = WHT(6, 6, "soft", init_threshold=0.0).double()
     x = torch.randn(2, 6, 4, 4, dtype=torch.float64)
     torch.testing.assert_close(m(x), x)       # orthonormal, T = 0: identity
 
@@ -223,11 +223,11 @@ def test_structural_loss_zero_for_structured_and_drives_conv_to_structure():
     m = StructuredConv2d(5, 4, 3, c_prime=3, k_prime=2, mode="regularized").double()
     with torch.no_grad():
         m.weight.copy_(w)
-    assert float(m.structural_loss()) < 1e-6
+    assert m.structural_loss().item() < 1e-6
     # gradient descent on the loss alone drives an ordinary conv to the structure
     with torch.no_grad():
         m.weight.normal_()
-    start = float(m.structural_loss())
+    start = m.structural_loss().item()
     opt = torch.optim.SGD(m.parameters(), lr=2.0)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, [250, 350], 0.1)
     for _ in range(400):
@@ -235,7 +235,7 @@ def test_structural_loss_zero_for_structured_and_drives_conv_to_structure():
         m.structural_loss().backward()
         opt.step()
         sched.step()
-    end = float(m.structural_loss())
+    end = m.structural_loss().item()
     assert end < 1e-3 < 0.3 < start
     x = torch.randn(1, 5, 6, 6, dtype=torch.float64)
     y = m(x)

@@ -131,7 +131,7 @@ class WHT(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, mode: str = "smooth",
                  ordering: str = "hadamard", residual: bool = False,
-                 init_threshold: float = 0.0):
+                 init_threshold: float | str = "uniform"):
         super().__init__()
         if mode not in ("soft", "smooth"):
             raise ValueError(f"mode must be 'soft' or 'smooth', not {mode!r}")
@@ -145,7 +145,17 @@ class WHT(nn.Module):
         self.mode = mode
         self.ordering = ordering
         self.residual = bool(residual)
-        self.T = nn.Parameter(torch.full((self.n,), float(init_threshold)))
+        if init_threshold == "uniform":
+            # T ~ U(0, std of a coefficient for unit-variance inputs) = U(0, sqrt(C_in / n)).
+            # Equal thresholds would make an expanding layer useless at init: H_n [x; 0] is
+            # H_m x repeated n/m times (m = next_pow2(C_in)), so with T equal across the
+            # repeats every output channel beyond m is exactly zero (soft) or a tiny DC
+            # leak (smooth), and a following BatchNorm blows those channels (and the
+            # gradients) up by 1/sigma.  Distinct random thresholds break that symmetry.
+            t = torch.rand(self.n) * math.sqrt(self.in_channels / self.n)
+        else:
+            t = torch.full((self.n,), float(init_threshold))
+        self.T = nn.Parameter(t)
         if ordering == "walsh":
             perm = walsh_permutation(self.n)
             inv = [0] * self.n

@@ -64,7 +64,7 @@ def _conv_bn_act(cin, cout, k=3, stride=1, groups=1):
 
 class InvertedResidual(nn.Module):
     def __init__(self, inp, oup, stride, expand_ratio, wht=False, wht_mode="smooth",
-                 ordering="hadamard", dw_op="min", init_threshold=0.0):
+                 ordering="hadamard", dw_op="min", init_threshold="uniform", bn_eps=1e-5):
         super().__init__()
         hidden = int(round(inp * expand_ratio))
         self.use_res = stride == 1 and inp == oup
@@ -72,7 +72,7 @@ class InvertedResidual(nn.Module):
         if expand_ratio != 1:
             if wht:
                 layers += [WHT(inp, hidden, wht_mode, ordering, init_threshold=init_threshold),
-                           nn.BatchNorm2d(hidden),
+                           nn.BatchNorm2d(hidden, eps=bn_eps),
                            nn.ReLU6(inplace=True)]
             else:
                 layers += [_conv_bn_act(inp, hidden, 1)]
@@ -83,7 +83,7 @@ class InvertedResidual(nn.Module):
             layers += [_conv_bn_act(hidden, hidden, 3, stride, groups=hidden)]
         if wht:
             layers += [WHT(hidden, oup, wht_mode, ordering, init_threshold=init_threshold),
-                       nn.BatchNorm2d(oup)]
+                       nn.BatchNorm2d(oup, eps=bn_eps)]
         else:
             layers += [nn.Conv2d(hidden, oup, 1, bias=False), nn.BatchNorm2d(oup)]
         self.conv = nn.Sequential(*layers)
@@ -98,8 +98,9 @@ class MobileNetV2(nn.Module):
                  wht_from: int | None = None, wht_last: bool = False,
                  wht_mode: str = "smooth", ordering: str = "hadamard", dw_op: str = "min",
                  last_mode: str | None = None, last_ordering: str | None = None,
-                 thesis_faithful: bool = False, wht_init_threshold: float = 0.0,
+                 thesis_faithful: bool = False, wht_init_threshold: float | str = "uniform",
                  freeze_thresholds: bool = False, last_channels: int | None = None,
+                 wht_bn_eps: float = 0.1,
                  dropout: float = 0.2):
         super().__init__()
         inp = _make_divisible(32 * width)
@@ -111,7 +112,8 @@ class MobileNetV2(nn.Module):
             for i in range(n):
                 use_wht = wht_from is not None and idx >= wht_from
                 feats.append(InvertedResidual(inp, oup, s if i == 0 else 1, t, use_wht,
-                                              wht_mode, ordering, dw_op, wht_init_threshold))
+                                              wht_mode, ordering, dw_op, wht_init_threshold,
+                                              wht_bn_eps))
                 inp = oup
                 idx += 1
         self.num_blocks = idx
@@ -121,7 +123,8 @@ class MobileNetV2(nn.Module):
             if thesis_faithful:
                 feats.append(layer)          # thesis: WHT feeds the pooling directly
             else:
-                feats.append(nn.Sequential(layer, nn.BatchNorm2d(last), nn.ReLU6(inplace=True)))
+                feats.append(nn.Sequential(layer, nn.BatchNorm2d(last, eps=wht_bn_eps),
+                                           nn.ReLU6(inplace=True)))
         else:
             feats.append(_conv_bn_act(inp, last, 1))
         self.features = nn.Sequential(*feats)
