@@ -97,7 +97,7 @@ int mfe_prepare_conv2d(const mfe_model *m, mfe_node *nd, char *err, size_t errle
     if (n_gemm) {  /* the 1x1 product as a packed GEMM over blocks of pixels */
         p->gemm = (void *)(((uintptr_t)((uint8_t *)(p->data + n_pad) + n_dw) + 63) & ~(uintptr_t)63);
         mfe_gemm_pack(p->gemm, nd->blob[MFE_CONV2D_B_WEIGHT], cout, x->c);
-        nd->scratch = sizeof(int32_t) * MFE_GEMM_ROWS * (size_t)cout;
+        nd->scratch = (sizeof(int32_t) * MFE_GEMM_ROWS * (size_t)cout + 63) / 64 * 64 + mfe_gemm_scratch_bytes(x->c);
     }
     const int8_t *w = nd->blob[MFE_CONV2D_B_WEIGHT];
     if (depthwise) {  /* repack OHW1 -> HWC so taps run along channels */
@@ -136,7 +136,8 @@ void mfe_run_conv2d(const mfe_ctx *c, const void *in0, const void *in1, void *ou
             int32_t *acc = (int32_t *)MFE_SCRATCH(c);
             int64_t p0 = b * MFE_GEMM_ROWS;
             int np = pixels - p0 < MFE_GEMM_ROWS ? (int)(pixels - p0) : MFE_GEMM_ROWS;
-            mfe_gemm_rows(acc, (const int8_t *)in0 + p0 * X->c, np, X->c, prep->gemm, cout, bias);
+            uint8_t *xu = (uint8_t *)acc + (sizeof(int32_t) * MFE_GEMM_ROWS * (size_t)cout + 63) / 64 * 64;
+            mfe_gemm_rows(acc, xu, (const int8_t *)in0 + p0 * X->c, np, X->c, prep->gemm, cout, bias);
             for (int p = 0; p < np; p++) requant_row((int8_t *)out + (p0 + p) * cout, acc + (size_t)p * cout, nd, cout, lo, hi);
         }
         return;
