@@ -240,3 +240,26 @@ def test_structural_loss_zero_for_structured_and_drives_conv_to_structure():
     x = torch.randn(1, 5, 6, 6, dtype=torch.float64)
     y = m(x)
     assert float((m.decompose()(x) - y).norm() / y.norm()) < 2e-3
+
+
+def test_expanding_wht_needs_distinct_thresholds():
+    """H_n [x; 0] is H_m x repeated n/m times: with equal thresholds an expanding WHT
+    layer outputs zeros beyond m = next_pow2(C_in) (the mbv2-wht / mbv2-thesis failure);
+    the default U(0, sqrt(C_in/n)) init gives those channels signal from the start."""
+    torch.manual_seed(0)
+    x = torch.randn(8, 20, 3, 3)
+    def channel_std(y):
+        return y.transpose(0, 1).reshape(y.shape[1], -1).std(1)
+
+    zero = WHT(20, 100, "soft", init_threshold=0.0)        # n = 128, m = 32
+    with torch.no_grad():
+        assert zero(x)[:, 32:].abs().max() < 1e-6
+        # equal non-zero thresholds: only a near-constant leak from the tiled DC copies
+        flat = WHT(20, 100, "soft", init_threshold=0.1)
+        s = channel_std(flat(x))
+    assert s[32:].max() < 0.01 and s[:20].min() > 0.5
+    rnd = WHT(20, 100, "soft")
+    assert 0 <= float(rnd.T.detach().min()) and float(rnd.T.detach().max()) <= (20 / 128) ** 0.5
+    with torch.no_grad():
+        s = channel_std(rnd(x))
+    assert s[32:].mean() > 0.03

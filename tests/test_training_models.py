@@ -96,3 +96,11 @@ def test_checkpoint_roundtrip_fp16(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(m2(x), m(x))
         torch.testing.assert_close(m3(x), m(x), atol=0.05, rtol=0.05)
+
+
+def test_thesis_reconstruction_matches_its_parameter_count():
+    # Table 4.2 of seed 002: 1,814,922 parameters = MobileNet-V2 without the 320->1280 conv
+    # and its BN, a 320->10 classifier, and no trained thresholds
+    m = build("mbv2-thesis", in_channels=3, thesis_faithful=True, last_channels=320,
+              freeze_thresholds=True)
+    assert sum(p.numel() for p in m.parameters() if p.requires_grad) == 1_814_922
