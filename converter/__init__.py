@@ -12,7 +12,7 @@ import numpy as np
 
 from .errors import ConvertError
 
-__all__ = ["ConvertError", "convert", "load_source"]
+__all__ = ["ConvertError", "convert", "float_batches", "float_batch_size", "load_source"]
 
 
 def float_batches(images: np.ndarray, mean, std, batch: int = 128):
@@ -25,22 +25,31 @@ def float_batches(images: np.ndarray, mean, std, batch: int = 128):
         yield (x - m) / s
 
 
+def float_batch_size(model, default: int = 128) -> int:
+    """torch.export programs are specialised to the batch they were exported with (1 here): feed single images."""
+    import torch
+    return 1 if isinstance(model, torch.fx.GraphModule) else default
+
+
 def convert(model, calib: np.ndarray, mean: list[float], std: list[float], *, mulfree: bool = False,
             percentile: float | None = None, meta: dict | None = None,
             progress: Callable[[int], None] | None = None):
     """Trace, fold, calibrate on `calib` (uint8 NHWC images) and quantise; returns an engine Graph."""
+    import torch
+
     from . import calibrate, quantize, trace
     if calib.ndim != 4 or calib.dtype != np.uint8 or len(calib) == 0:
         raise ConvertError("calibration images must be a non-empty uint8 NHWC array")
     if len(mean) != calib.shape[3] or len(std) != calib.shape[3]:
         raise ConvertError(f"normalisation has {len(mean)} channels, the images {calib.shape[3]}")
-    model = trace.decompose_structured(model.eval())
+    if not isinstance(model, torch.fx.GraphModule):  # an exported program is already a graph (and in eval)
+        model = trace.decompose_structured(model.eval())
     gm = trace.trace(model)
     layers = trace.layers_of(gm)
     if not layers:
         raise ConvertError("the model has no layers to convert")
-    absmax = calibrate.ranges(gm, [lay.fx_out for lay in layers], list(float_batches(calib, mean, std)),
-                              percentile, progress)
+    absmax = calibrate.ranges(gm, [lay.fx_out for lay in layers],
+                              list(float_batches(calib, mean, std, float_batch_size(model))), percentile, progress)
     q = quantize.Quantizer(layers, absmax, tuple(calib.shape[1:]), mean, std, mulfree)
     return q.build({"producer": "converter", "normalization": {"mean": list(mean), "std": list(std)},
                     "mulfree": mulfree, **(meta or {})})
@@ -50,7 +59,12 @@ def load_source(path: str):
     """(module, info) from a project checkpoint, a pickled nn.Module, or a torch.export .pt2 file."""
     import torch
     if path.endswith(".pt2"):
-        raise ConvertError("torch.export (.pt2) programs are not supported yet: save the nn.Module or a checkpoint")
+        try:
+            return torch.export.load(path).module(), {}
+        except FileNotFoundError:
+            raise ConvertError(f"{path}: no such file") from None
+        except Exception as e:  # noqa: BLE001
+            raise ConvertError(f"{path}: not a torch.export program ({str(e).splitlines()[0]})") from None
     try:
         obj = torch.load(path, map_location="cpu", weights_only=False)
     except FileNotFoundError:

@@ -31,13 +31,14 @@ def evaluate(model, graph, images: np.ndarray, labels: np.ndarray, mean, std, th
     import torch
 
     import engine
-    from converter import float_batches
+    from converter import float_batch_size, float_batches
     m = engine.from_graph(graph)
+    bs = float_batch_size(model, 256)
     fpred, ipred = [], []
     with _bar(len(images), "evaluating", quiet) as bar, torch.no_grad():
-        for i, x in enumerate(float_batches(images, mean, std, 256)):
+        for i, x in enumerate(float_batches(images, mean, std, bs)):
             fpred.append(model(x).argmax(1).numpy())
-            ipred.append(m.run(images[i * 256:(i + 1) * 256], "c", threads).argmax(1))
+            ipred.append(m.run(images[i * bs:(i + 1) * bs], "c", threads).argmax(1))
             bar.update(len(x))
     f, q = np.concatenate(fpred), np.concatenate(ipred)
     return {"float_accuracy": round(float((f == labels).mean()), 6), "int_accuracy": round(float((q == labels).mean()), 6),

@@ -151,3 +151,19 @@ def test_cli_convert_checkpoint(tmp_path):
     bad = subprocess.run([sys.executable, os.path.join(ROOT, "cli.py"), "convert", str(tmp_path / "none.pt"), "-o",
                           str(tmp_path / "x.mfe")], capture_output=True, text=True)
     assert bad.returncode == 1 and bad.stderr.startswith("error: ") and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_torch_export_program(tmp_path):
+    """A .pt2 from torch.export (aten-level graph, parameters as graph attributes) converts too."""
+    from converter import load_source
+    torch.manual_seed(5)
+    model = randomise_stats(nn.Sequential(
+        nn.Conv2d(1, 8, 3, 1, 1, bias=False), nn.BatchNorm2d(8), nn.ReLU6(), nn.Conv2d(8, 8, 3, 2, 1, groups=8),
+        nn.ReLU(), nn.Conv2d(8, 16, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Dropout(0.2), nn.Linear(16, 10)))
+    torch.export.save(torch.export.export(model, (torch.zeros(1, 1, 28, 28),)), tmp_path / "m.pt2")
+    exported, _ = load_source(str(tmp_path / "m.pt2"))
+    m = engine.from_graph(convert(exported, IMAGES[:32], MEAN, STD))
+    assert [n.op for n in m.graph.nodes] == ["conv2d", "conv2d", "conv2d", "avgpool", "linear"]
+    q = m.run(IMAGES[:50], "c").astype(float)
+    f = float_logits(model, IMAGES[:50])
+    assert np.corrcoef(f.ravel(), q.ravel())[0, 1] > 0.99
