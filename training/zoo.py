@@ -20,7 +20,7 @@ def row(path: str) -> dict:
     targs = ck.get("train_args", {})
     cmd = ("python cli.py train --arch {arch} --dataset {dataset} --epochs {epochs} "
            "--schedule {schedule} --lr {lr} --batch-size {batch_size} --seed {seed} "
-           "--width {width}{ls}{thr} -o RUN.pt").format(
+           "--width {width}{ls}{thr} --threads 1 -o RUN.pt").format(
         ls=(f" --label-smoothing {targs['label_smoothing']}"
             if targs.get("label_smoothing") else ""),
         thr=(f" --threshold-lr-scale {targs['threshold_lr_scale']}"
@@ -30,18 +30,18 @@ def row(path: str) -> dict:
     return {"file": os.path.basename(path), "arch": ck["arch"], "params": ops["params"],
             "multiply_free_share": ops["multiply_free_share"], "mul_macs": ops["mul_macs"],
             "test_accuracy": ck.get("test_accuracy"), "test_images": ck.get("test_images"),
-            "epochs": ck.get("epochs"), "command": cmd}
+            "epochs": ck.get("epochs"), "planned_epochs": targs.get("epochs"), "command": cmd}
 
 
 def markdown(paths) -> str:
     lines = ["| file | arch | params | multiply-free share of ops | mult. MACs | "
-             "test acc. | epochs | reproduce |", "|---|---|---:|---:|---:|---:|---:|---|"]
+             "test acc. | epochs done / planned | reproduce |", "|---|---|---:|---:|---:|---:|---:|---|"]
     for p in paths:
         r = row(p)
         acc = "-" if r["test_accuracy"] is None else f"{100 * r['test_accuracy']:.2f}%"
         lines.append(f"| {r['file']} | {r['arch']} | {r['params']:,} | "
                      f"{100 * r['multiply_free_share']:.1f}% | {r['mul_macs'] / 1e6:.1f}M | "
-                     f"{acc} | {r['epochs']} | `{r['command']}` |")
+                     f"{acc} | {r['epochs']} / {r['planned_epochs']} | `{r['command']}` |")
     return "\n".join(lines)
 
 
