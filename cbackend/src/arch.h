@@ -1,6 +1,8 @@
 /* The one place the kernel instruction set is chosen, at build time.
  * Each hot kernel exists as name__scalar plus name__avx2 / name__neon where written;
- * MFE_KERNEL(name) picks the variant for this build. MFE_FORCE_SCALAR builds the portable code only. */
+ * MFE_KERNEL(name) picks the variant for this build; MFE_KERNEL_NEON(name) is for kernels written only as
+ * __scalar and __neon (the scalar code there is what x86 builds run). MFE_FORCE_SCALAR builds the portable
+ * code only. */
 #ifndef MFE_ARCH_H
 #define MFE_ARCH_H
 
@@ -20,9 +22,25 @@
 #    define MFE_ISA_NAME "avx2"
 #  endif
 #  define MFE_KERNEL(name) name##__avx2
+#  define MFE_KERNEL_NEON(name) name##__scalar
+#elif !defined(MFE_FORCE_SCALAR) && defined(__aarch64__) && defined(__ARM_NEON)
+#  define MFE_ISA_NEON 1     /* ARMv8-A Advanced SIMD: every aarch64 core (Cortex-A53/A57/A72/A78) */
+#  include <arm_neon.h>
+#  if defined(__ARM_FEATURE_DOTPROD)
+#    define MFE_ISA_DOTPROD 1  /* ARMv8.2 sdot (-mcpu=cortex-a78ae, neoverse-n1, ...): int8 dot products */
+#    define MFE_ISA_NAME "neon-dotprod"
+#  else
+#    define MFE_ISA_NAME "neon"
+#  endif
+#  define MFE_KERNEL(name) name##__neon
+#  define MFE_KERNEL_NEON(name) name##__neon
 #else
 #  define MFE_ISA_NAME "scalar"
 #  define MFE_KERNEL(name) name##__scalar
+#  define MFE_KERNEL_NEON(name) name##__scalar
+#endif
+#if defined(MFE_ISA_AVX2) || defined(MFE_ISA_NEON)
+#  define MFE_ISA_SIMD 1     /* some vector ISA was chosen above */
 #endif
 
 #endif

@@ -4,6 +4,7 @@
 #include <string.h>
 #include "arch.h"
 #include "internal.h"
+#include "neon.h"
 
 /* ---- dot product of int8 vectors: the 1x1 / linear inner loop ---- */
 
@@ -29,6 +30,26 @@ static int32_t dot_i8__avx2(const int8_t *x, const int8_t *w, int32_t k) {
 }
 #endif
 
+#ifdef MFE_ISA_NEON
+static int32_t dot_i8__neon(const int8_t *x, const int8_t *w, int32_t k) {
+    int32x4_t acc0 = vdupq_n_s32(0), acc1 = vdupq_n_s32(0);
+    int32_t i = 0;
+#ifdef MFE_ISA_DOTPROD
+    for (; i + 32 <= k; i += 32) {  /* sdot: four int8 products into each int32 lane, exact */
+        acc0 = vdotq_s32(acc0, vld1q_s8(x + i), vld1q_s8(w + i));
+        acc1 = vdotq_s32(acc1, vld1q_s8(x + i + 16), vld1q_s8(w + i + 16));
+    }
+#endif
+    for (; i + 16 <= k; i += 16) {  /* int8 x int8 -> int16 (|p| <= 2^14), pairwise-added into int32 lanes */
+        int8x16_t a = vld1q_s8(x + i), b = vld1q_s8(w + i);
+        acc0 = vpadalq_s16(acc0, vmull_s8(vget_low_s8(a), vget_low_s8(b)));
+        acc1 = vpadalq_s16(acc1, vmull_high_s8(a, b));
+    }
+    if (i + 8 <= k) acc0 = vpadalq_s16(acc0, vmull_s8(vld1_s8(x + i), vld1_s8(w + i))), i += 8;
+    return vaddvq_s32(vaddq_s32(acc0, acc1)) + dot_i8__scalar(x + i, w + i, k - i);
+}
+#endif
+
 #define dot_i8 MFE_KERNEL(dot_i8)
 
 /* ---- depthwise: acc[c] += x[c] * w[c] over one tap, channels contiguous ---- */
@@ -50,15 +71,67 @@ static void dw_tap__avx2(int32_t *acc, const int8_t *x, const int8_t *w, int32_t
 }
 #endif
 
+#ifdef MFE_ISA_NEON
+static void dw_tap__neon(int32_t *acc, const int8_t *x, const int8_t *w, int32_t c) {
+    int32_t i = 0;
+    for (; i + 8 <= c; i += 8) {  /* int8 x int8 -> int16 exactly, widened into the int32 accumulators */
+        int16x8_t p = vmull_s8(vld1_s8(x + i), vld1_s8(w + i));
+        vst1q_s32(acc + i, vaddw_s16(vld1q_s32(acc + i), vget_low_s16(p)));
+        vst1q_s32(acc + i + 4, vaddw_high_s16(vld1q_s32(acc + i + 4), p));
+    }
+    dw_tap__scalar(acc + i, x + i, w + i, c - i);
+}
+#endif
+
 #define dw_tap MFE_KERNEL(dw_tap)
+
+/* ---- dense (groups 1) on NEON: acc[o] += sum_c x[c] * w[c][o] over one tap, weights packed HWIO at load,
+ * so each input channel updates a row of outputs (an outer product; no horizontal sums) ---- */
+
+MFE_SCALAR_FN void conv_tap__scalar(int32_t *acc, const int8_t *x, const int8_t *w, int32_t cin, int32_t cout) {
+    for (int32_t c = 0; c < cin; c++)
+        for (int32_t o = 0; o < cout; o++) acc[o] += (int32_t)x[c] * w[(size_t)c * cout + o];
+}
+
+#ifdef MFE_ISA_NEON
+static void conv_tap__neon(int32_t *acc, const int8_t *x, const int8_t *w, int32_t cin, int32_t cout) {
+    int32_t o = 0;
+    for (; o + 16 <= cout; o += 16) {  /* sixteen int32 accumulators stay in registers across the channels */
+        int32x4_t a0 = vld1q_s32(acc + o), a1 = vld1q_s32(acc + o + 4), a2 = vld1q_s32(acc + o + 8), a3 = vld1q_s32(acc + o + 12);
+        for (int32_t c = 0; c < cin; c++) {
+            int8x16_t wv = vld1q_s8(w + (size_t)c * cout + o), xv = vld1q_dup_s8(x + c);
+            int16x8_t p0 = vmull_s8(vget_low_s8(wv), vget_low_s8(xv)), p1 = vmull_high_s8(wv, xv);  /* exact in int16 */
+            a0 = vaddw_s16(a0, vget_low_s16(p0)), a1 = vaddw_high_s16(a1, p0);
+            a2 = vaddw_s16(a2, vget_low_s16(p1)), a3 = vaddw_high_s16(a3, p1);
+        }
+        vst1q_s32(acc + o, a0), vst1q_s32(acc + o + 4, a1), vst1q_s32(acc + o + 8, a2), vst1q_s32(acc + o + 12, a3);
+    }
+    for (; o + 8 <= cout; o += 8) {
+        int32x4_t a0 = vld1q_s32(acc + o), a1 = vld1q_s32(acc + o + 4);
+        for (int32_t c = 0; c < cin; c++) {
+            int16x8_t p = vmull_s8(vld1_s8(w + (size_t)c * cout + o), vld1_dup_s8(x + c));
+            a0 = vaddw_s16(a0, vget_low_s16(p)), a1 = vaddw_high_s16(a1, p);
+        }
+        vst1q_s32(acc + o, a0), vst1q_s32(acc + o + 4, a1);
+    }
+    for (; o < cout; o++)
+        for (int32_t c = 0; c < cin; c++) acc[o] += (int32_t)x[c] * w[(size_t)c * cout + o];
+}
+#define MFE_CONV_PACK_DENSE 1  /* NEON builds pack dense weights for conv_tap */
+#else
+#define MFE_CONV_PACK_DENSE 0
+#endif
+
+#define conv_tap MFE_KERNEL_NEON(conv_tap)
 
 /* ---- prepare: shapes, blob sizes, the no-wrap proof, packed depthwise weights ---- */
 
 typedef struct {  /* one allocation (the loader frees prep with free()) */
     int32_t *padsum;  /* pad_value != 0: per [tap][cout] what one padded tap adds, or NULL */
     int8_t *dw;       /* depthwise weights as [tap][channel], or NULL */
+    int8_t *dense;    /* MFE_CONV_PACK_DENSE, groups 1: weights as [tap][cin][cout] for conv_tap, or NULL */
     void *gemm;       /* 1x1, stride 1, no padding: weights packed for mfe_gemm_rows, or NULL */
-    int32_t data[];   /* padsum, then dw or gemm */
+    int32_t data[];   /* padsum, then dw or dense */
 } conv_prep;
 
 static int acc_bound_ok(const int8_t *w, const int32_t *bias, int32_t cout, int64_t k, char *err, size_t errlen) {
@@ -88,14 +161,15 @@ int mfe_prepare_conv2d(const mfe_model *m, mfe_node *nd, char *err, size_t errle
     nd->scratch = sizeof(int32_t) * (size_t)cout;
     const int32_t taps = kh * kw, pv = a[MFE_CONV2D_PAD_VALUE], depthwise = g == x->c && cout == g;
     size_t n_pad = pv ? (size_t)taps * cout : 0, n_dw = depthwise ? (size_t)taps * cout : 0;
+    size_t n_dense = MFE_CONV_PACK_DENSE && g == 1 && !depthwise ? (size_t)taps * x->c * cout : 0;
     const int pointwise = taps == 1 && g == 1 && a[MFE_CONV2D_STRIDE_H] == 1 && a[MFE_CONV2D_STRIDE_W] == 1 &&
                           hp == x->h && wp == x->w;
     size_t n_gemm = pointwise ? mfe_gemm_packed_bytes(cout, x->c) : 0;
-    conv_prep *p = calloc(1, sizeof *p + sizeof(int32_t) * n_pad + n_dw + n_gemm + 64);
+    conv_prep *p = calloc(1, sizeof *p + sizeof(int32_t) * n_pad + n_dw + n_dense + n_gemm + 64);
     if (!p) MFE_FAIL(MFE_ENOMEM, "out of memory");
     nd->prep = p;
     if (n_gemm) {  /* the 1x1 product as a packed GEMM over blocks of pixels */
-        p->gemm = (void *)(((uintptr_t)((uint8_t *)(p->data + n_pad) + n_dw) + 63) & ~(uintptr_t)63);
+        p->gemm = (void *)(((uintptr_t)((uint8_t *)(p->data + n_pad) + n_dw + n_dense) + 63) & ~(uintptr_t)63);
         mfe_gemm_pack(p->gemm, nd->blob[MFE_CONV2D_B_WEIGHT], cout, x->c);
         nd->scratch = (sizeof(int32_t) * MFE_GEMM_ROWS * (size_t)cout + 63) / 64 * 64 + mfe_gemm_scratch_bytes(x->c);
     }
@@ -104,6 +178,12 @@ int mfe_prepare_conv2d(const mfe_model *m, mfe_node *nd, char *err, size_t errle
         p->dw = (int8_t *)(p->data + n_pad);
         for (int32_t o = 0; o < cout; o++)
             for (int32_t t = 0; t < taps; t++) p->dw[(size_t)t * cout + o] = w[(size_t)o * taps + t];
+    }
+    if (n_dense) {  /* OHWI -> HWIO */
+        p->dense = (int8_t *)(p->data + n_pad);
+        for (int32_t o = 0; o < cout; o++)
+            for (int32_t t = 0; t < taps; t++)
+                for (int32_t i = 0; i < x->c; i++) p->dense[((size_t)t * x->c + i) * cout + o] = w[((size_t)o * taps + t) * x->c + i];
     }
     if (pv) {  /* a padded tap adds pad_value * sum of its weights; |that| <= 128 * sum|w|: inside the proof */
         p->padsum = p->data;
@@ -114,10 +194,18 @@ int mfe_prepare_conv2d(const mfe_model *m, mfe_node *nd, char *err, size_t errle
     return MFE_OK;
 }
 
-static void requant_row(int8_t *dst, const int32_t *acc, const mfe_node *nd, int32_t c, int32_t lo, int32_t hi) {
+MFE_SCALAR_FN void requant_row__scalar(int8_t *dst, const int32_t *acc, const mfe_node *nd, int32_t c, int32_t lo, int32_t hi) {
     const int32_t *mult = nd->blob[MFE_CONV2D_B_MULT], *shift = nd->blob[MFE_CONV2D_B_SHIFT];
     for (int32_t o = 0; o < c; o++) dst[o] = mfe_requant(acc[o], mult[o], shift[o], lo, hi);
 }
+
+#ifdef MFE_ISA_NEON
+static void requant_row__neon(int8_t *dst, const int32_t *acc, const mfe_node *nd, int32_t c, int32_t lo, int32_t hi) {
+    mfe_requant_row__neon(dst, acc, nd->blob[MFE_CONV2D_B_MULT], nd->blob[MFE_CONV2D_B_SHIFT], c, lo, hi);
+}
+#endif
+
+#define requant_row MFE_KERNEL_NEON(requant_row)
 
 void mfe_run_conv2d(const mfe_ctx *c, const void *in0, const void *in1, void *out) {
     (void)in1;
@@ -164,6 +252,10 @@ void mfe_run_conv2d(const mfe_ctx *c, const void *in0, const void *in1, void *ou
                     const int8_t *xp = xb + ((size_t)iy * X->w + ix) * X->c;
                     if (prep->dw) {
                         dw_tap(acc, xp, prep->dw + (size_t)tap * cout, cout);
+                        continue;
+                    }
+                    if (prep->dense) {
+                        conv_tap(acc, xp, prep->dense + (size_t)tap * X->c * cout, X->c, cout);
                         continue;
                     }
                     for (int32_t o = 0; o < cout; o++)

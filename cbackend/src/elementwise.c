@@ -1,5 +1,95 @@
 /* add (residual with rescale), clamp, requantize, affine: element by element over the whole batch. */
+#include "arch.h"
 #include "internal.h"
+#include "neon.h"
+
+#define SPAN 4096  /* elements per OpenMP work item */
+
+/* y = sat(rshift_round(x * ma + z * mb, s), lo, hi) over m elements */
+MFE_SCALAR_FN void add_span__scalar(int8_t *y, const int8_t *x, const int8_t *z, int64_t m, int64_t ma, int64_t mb,
+                                    int32_t s, int32_t lo, int32_t hi) {
+    for (int64_t i = 0; i < m; i++) y[i] = mfe_sat8(mfe_rshift_round(x[i] * ma + z[i] * mb, s), lo, hi);
+}
+
+MFE_SCALAR_FN void clamp_span__scalar(int8_t *y, const int8_t *x, int64_t m, int32_t lo, int32_t hi) {
+    for (int64_t i = 0; i < m; i++) y[i] = mfe_sat8(x[i], lo, hi);
+}
+
+MFE_SCALAR_FN void requant_span__scalar(int8_t *y, const int8_t *x, int64_t m, int32_t mult, int32_t s, int32_t lo, int32_t hi) {
+    for (int64_t i = 0; i < m; i++) y[i] = mfe_requant(x[i], mult, s, lo, hi);
+}
+
+#ifdef MFE_ISA_NEON
+static void add_span__neon(int8_t *y, const int8_t *x, const int8_t *z, int64_t m, int64_t ma, int64_t mb,
+                           int32_t s, int32_t lo, int32_t hi) {
+    const int32x2_t va = vdup_n_s32((int32_t)ma), vb = vdup_n_s32((int32_t)mb);  /* both in [0, 2^31) */
+    const int32x4_t ns = vdupq_n_s32(-s), vlo = vdupq_n_s32(lo), vhi = vdupq_n_s32(hi);
+    int64_t i = 0;
+    for (; i + 8 <= m; i += 8) {  /* |x ma + z mb| < 2^39: exact in int64 lanes */
+        int16x8_t x16 = vmovl_s8(vld1_s8(x + i)), z16 = vmovl_s8(vld1_s8(z + i));
+        int32x4_t r[2];
+        for (int h = 0; h < 2; h++) {
+            int32x4_t x32 = h ? vmovl_high_s16(x16) : vmovl_s16(vget_low_s16(x16));
+            int32x4_t z32 = h ? vmovl_high_s16(z16) : vmovl_s16(vget_low_s16(z16));
+            int64x2_t p0 = vmlal_s32(vmull_s32(vget_low_s32(x32), va), vget_low_s32(z32), vb);
+            int64x2_t p1 = vmlal_s32(vmull_s32(vget_high_s32(x32), va), vget_high_s32(z32), vb);
+            r[h] = mfe_rshift_clamp_s64x4(p0, p1, ns, vlo, vhi);
+        }
+        vst1_s8(y + i, mfe_narrow_s32x8(r[0], r[1]));
+    }
+    add_span__scalar(y + i, x + i, z + i, m - i, ma, mb, s, lo, hi);
+}
+
+static void clamp_span__neon(int8_t *y, const int8_t *x, int64_t m, int32_t lo, int32_t hi) {
+    const int8x16_t vlo = vdupq_n_s8((int8_t)lo), vhi = vdupq_n_s8((int8_t)hi);  /* act_lo/hi are int8 */
+    int64_t i = 0;
+    for (; i + 16 <= m; i += 16) vst1q_s8(y + i, vminq_s8(vmaxq_s8(vld1q_s8(x + i), vlo), vhi));
+    clamp_span__scalar(y + i, x + i, m - i, lo, hi);
+}
+
+static void requant_span__neon(int8_t *y, const int8_t *x, int64_t m, int32_t mult, int32_t s, int32_t lo, int32_t hi) {
+    const int32x4_t vm = vdupq_n_s32(mult), vs = vdupq_n_s32(s), vlo = vdupq_n_s32(lo), vhi = vdupq_n_s32(hi);
+    int64_t i = 0;
+    for (; i + 8 <= m; i += 8) {
+        int16x8_t x16 = vmovl_s8(vld1_s8(x + i));
+        vst1_s8(y + i, mfe_narrow_s32x8(mfe_requant_s32x4(vmovl_s16(vget_low_s16(x16)), vm, vs, vlo, vhi),
+                                        mfe_requant_s32x4(vmovl_high_s16(x16), vm, vs, vlo, vhi)));
+    }
+    requant_span__scalar(y + i, x + i, m - i, mult, s, lo, hi);
+}
+#endif
+
+/* one pixel of affine: y[ch] = sat(rshift_round(x[ch] * mult[ch] + bias[ch], shift[ch]), lo, hi) */
+MFE_SCALAR_FN void affine_pixel__scalar(int8_t *y, const int8_t *x, const int32_t *mult, const int32_t *bias,
+                                        const int32_t *shift, int32_t C, int32_t lo, int32_t hi) {
+    for (int32_t ch = 0; ch < C; ch++) y[ch] = mfe_sat8(mfe_rshift_round((int64_t)x[ch] * mult[ch] + bias[ch], shift[ch]), lo, hi);
+}
+
+#ifdef MFE_ISA_NEON
+static void affine_pixel__neon(int8_t *y, const int8_t *x, const int32_t *mult, const int32_t *bias,
+                               const int32_t *shift, int32_t C, int32_t lo, int32_t hi) {
+    const int32x4_t vlo = vdupq_n_s32(lo), vhi = vdupq_n_s32(hi);
+    int32_t ch = 0;
+    for (; ch + 8 <= C; ch += 8) {  /* |x mult + bias| < 2^39: exact in int64 lanes */
+        int16x8_t x16 = vmovl_s8(vld1_s8(x + ch));
+        int32x4_t r[2];
+        for (int h = 0; h < 2; h++) {
+            int32x4_t x32 = h ? vmovl_high_s16(x16) : vmovl_s16(vget_low_s16(x16));
+            int32x4_t m = vld1q_s32(mult + ch + 4 * h), b = vld1q_s32(bias + ch + 4 * h);
+            int64x2_t p0 = vaddw_s32(vmull_s32(vget_low_s32(x32), vget_low_s32(m)), vget_low_s32(b));
+            int64x2_t p1 = vaddw_high_s32(vmull_high_s32(x32, m), b);
+            r[h] = mfe_rshift_clamp_s64x4(p0, p1, vnegq_s32(vld1q_s32(shift + ch + 4 * h)), vlo, vhi);
+        }
+        vst1_s8(y + ch, mfe_narrow_s32x8(r[0], r[1]));
+    }
+    affine_pixel__scalar(y + ch, x + ch, mult + ch, bias + ch, shift + ch, C - ch, lo, hi);
+}
+#endif
+
+#define affine_pixel MFE_KERNEL_NEON(affine_pixel)
+#define add_span MFE_KERNEL_NEON(add_span)
+#define clamp_span MFE_KERNEL_NEON(clamp_span)
+#define requant_span MFE_KERNEL_NEON(requant_span)
 
 static int same_shape(const mfe_model *m, const mfe_node *nd) {
     for (int j = 0; j < nd->n_in; j++) {
@@ -20,9 +110,12 @@ void mfe_run_add(const mfe_ctx *c, const void *in0, const void *in1, void *out) 
     const int32_t s = a[MFE_ADD_SHIFT], lo = a[MFE_ADD_ACT_LO], hi = a[MFE_ADD_ACT_HI];
     const int8_t *x = in0, *z = in1;
     int8_t *y = out;
-    const int64_t total = (int64_t)c->n * c->y->bytes;
+    const int64_t total = (int64_t)c->n * c->y->bytes, spans = (total + SPAN - 1) / SPAN;
 #pragma omp parallel for num_threads(c->threads) schedule(static)
-    for (int64_t i = 0; i < total; i++) y[i] = mfe_sat8(mfe_rshift_round(x[i] * ma + z[i] * mb, s), lo, hi);
+    for (int64_t k = 0; k < spans; k++) {
+        int64_t i = k * SPAN;
+        add_span(y + i, x + i, z + i, total - i < SPAN ? total - i : SPAN, ma, mb, s, lo, hi);
+    }
 }
 
 int mfe_prepare_clamp(const mfe_model *m, mfe_node *nd, char *err, size_t errlen) {
@@ -36,7 +129,7 @@ void mfe_run_clamp(const mfe_ctx *c, const void *in0, const void *in1, void *out
     const int8_t *x = in0;
     int8_t *y = out;
     const int64_t total = (int64_t)c->n * c->y->bytes;
-    for (int64_t i = 0; i < total; i++) y[i] = mfe_sat8(x[i], lo, hi);
+    clamp_span(y, x, total, lo, hi);
 }
 
 int mfe_prepare_requantize(const mfe_model *m, mfe_node *nd, char *err, size_t errlen) {
@@ -50,8 +143,7 @@ void mfe_run_requantize(const mfe_ctx *c, const void *in0, const void *in1, void
     const int8_t *x = in0;
     int8_t *y = out;
     const int64_t total = (int64_t)c->n * c->y->bytes;
-    for (int64_t i = 0; i < total; i++)
-        y[i] = mfe_requant(x[i], a[MFE_REQUANTIZE_MULT], a[MFE_REQUANTIZE_SHIFT], a[MFE_REQUANTIZE_ACT_LO], a[MFE_REQUANTIZE_ACT_HI]);
+    requant_span(y, x, total, a[MFE_REQUANTIZE_MULT], a[MFE_REQUANTIZE_SHIFT], a[MFE_REQUANTIZE_ACT_LO], a[MFE_REQUANTIZE_ACT_HI]);
 }
 
 int mfe_prepare_affine(const mfe_model *m, mfe_node *nd, char *err, size_t errlen) {
@@ -71,9 +163,5 @@ void mfe_run_affine(const mfe_ctx *c, const void *in0, const void *in1, void *ou
     int8_t *y = out;
     const int64_t pixels = (int64_t)c->n * c->y->h * c->y->w;
 #pragma omp parallel for num_threads(c->threads) schedule(static)
-    for (int64_t p = 0; p < pixels; p++)
-        for (int32_t ch = 0; ch < C; ch++) {
-            int64_t i = p * C + ch;
-            y[i] = mfe_sat8(mfe_rshift_round((int64_t)x[i] * mult[ch] + bias[ch], shift[ch]), lo, hi);
-        }
+    for (int64_t p = 0; p < pixels; p++) affine_pixel(y + p * C, x + p * C, mult, bias, shift, C, lo, hi);
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 #include "arch.h"
 #include "internal.h"
+#include "neon.h"
 
 MFE_SCALAR_FN void hdw_tap__scalar(int32_t *acc, const int8_t *x, const int32_t *w, int32_t c, int32_t xs, int32_t ef) {
     for (int32_t i = 0; i < c; i++) {
@@ -33,7 +34,35 @@ static void hdw_tap__avx2(int32_t *acc, const int8_t *x, const int32_t *w, int32
 }
 #endif
 
+#ifdef MFE_ISA_NEON
+static void hdw_tap__neon(int32_t *acc, const int8_t *x, const int32_t *w, int32_t c, int32_t xs, int32_t ef) {
+    const int32x4_t s = vdupq_n_s32(xs);
+    int32_t i = 0;
+    for (; i + 8 <= c; i += 8) {
+        int16x8_t x16 = vmovl_s8(vld1_s8(x + i));
+        for (int h = 0; h < 2; h++) {
+            int32x4_t xv = vshlq_s32(h ? vmovl_high_s16(x16) : vmovl_s16(vget_low_s16(x16)), s);
+            int32x4_t wv = vld1q_s32(w + i + 4 * h), ax = vabsq_s32(xv), aw = vabsq_s32(wv);
+            int32x4_t v = ef ? vaddq_s32(ax, aw) : vminq_s32(ax, aw);
+            v = vandq_s32(v, vreinterpretq_s32_u32(vandq_u32(vtstq_s32(xv, xv), vtstq_s32(wv, wv))));  /* 0 if x or w is 0 */
+            int32x4_t neg = vshrq_n_s32(veorq_s32(xv, wv), 31);  /* -1 where the signs differ */
+            v = vsubq_s32(veorq_s32(v, neg), neg);
+            vst1q_s32(acc + i + 4 * h, vaddq_s32(vld1q_s32(acc + i + 4 * h), v));
+        }
+    }
+    hdw_tap__scalar(acc + i, x + i, w + i, c - i, xs, ef);
+}
+#endif
+
 #define hdw_tap MFE_KERNEL(hdw_tap)
+
+MFE_SCALAR_FN void hdw_requant__scalar(int8_t *dst, const int32_t *acc, const int32_t *mult, const int32_t *shift,
+                                       int32_t c, int32_t lo, int32_t hi) {
+    for (int32_t i = 0; i < c; i++) dst[i] = mfe_requant(acc[i], mult[i], shift[i], lo, hi);
+}
+
+#define hdw_requant MFE_KERNEL_NEON(hdw_requant)
+#define hdw_requant__neon mfe_requant_row__neon
 
 int mfe_prepare_hdw(const mfe_model *m, mfe_node *nd, char *err, size_t errlen) {
     const mfe_tensor *x = &m->t[nd->in[0]], *y = &m->t[nd->out];
@@ -83,7 +112,7 @@ void mfe_run_hdw(const mfe_ctx *c, const void *in0, const void *in1, void *out) 
                         hdw_tap(acc, xb + ((size_t)iy * X->w + ix) * C, w + (size_t)(ky * 3 + kx) * C, C, xs, ef);
                 }
             }
-            for (int32_t i = 0; i < C; i++) yr[(size_t)ox * C + i] = mfe_requant(acc[i], mult[i], shift[i], lo, hi);
+            hdw_requant(yr + (size_t)ox * C, acc, mult, shift, C, lo, hi);
         }
     }
 }

@@ -2,7 +2,66 @@
  * column sums over kh rows and cw channels, then a horizontal sum over kw; zero padding spatially. */
 #include <stdlib.h>
 #include <string.h>
+#include "arch.h"
 #include "internal.h"
+#include "neon.h"
+
+/* cp[o] += xp[o] + ... + xp[o + cw - 1], o < co: one input pixel into the column sums */
+MFE_SCALAR_FN void sumpool_cols__scalar(int32_t *cp, const int8_t *xp, int32_t co, int32_t cw) {
+    for (int32_t o = 0; o < co; o++)
+        for (int32_t dc = 0; dc < cw; dc++) cp[o] += xp[o + dc];
+}
+
+/* y[o] = requant(col[o] + col[co + o] + ... (kw columns)), o < co: one output pixel */
+MFE_SCALAR_FN void sumpool_out__scalar(int8_t *y, const int32_t *col, int32_t co, int32_t kw,
+                                       int32_t mult, int32_t shift, int32_t lo, int32_t hi) {
+    for (int32_t o = 0; o < co; o++) {
+        int32_t s = 0;
+        for (int32_t dx = 0; dx < kw; dx++) s += col[(size_t)dx * co + o];
+        y[o] = mfe_requant(s, mult, shift, lo, hi);
+    }
+}
+
+#ifdef MFE_ISA_NEON
+static void sumpool_cols__neon(int32_t *cp, const int8_t *xp, int32_t co, int32_t cw) {
+    int32_t o = 0;
+    for (; o + 8 <= co; o += 8) {  /* eight outputs at a time; xp[o + 7 + cw - 1] is still inside the pixel */
+        int32x4_t a = vld1q_s32(cp + o), b = vld1q_s32(cp + o + 4);
+        for (int32_t dc = 0; dc < cw; dc++) {
+            int16x8_t v = vmovl_s8(vld1_s8(xp + o + dc));
+            a = vaddw_s16(a, vget_low_s16(v)), b = vaddw_high_s16(b, v);
+        }
+        vst1q_s32(cp + o, a), vst1q_s32(cp + o + 4, b);
+    }
+    for (; o < co; o++) {  /* the last outputs: sum along the channel window, 16 at a time */
+        int32x4_t a = vdupq_n_s32(0);
+        int32_t dc = 0, s = 0;
+        for (; dc + 16 <= cw; dc += 16) a = vpadalq_s16(a, vpaddlq_s8(vld1q_s8(xp + o + dc)));
+        for (; dc < cw; dc++) s += xp[o + dc];
+        cp[o] += s + vaddvq_s32(a);
+    }
+}
+
+static void sumpool_out__neon(int8_t *y, const int32_t *col, int32_t co, int32_t kw,
+                              int32_t mult, int32_t shift, int32_t lo, int32_t hi) {
+    const int32x4_t vm = vdupq_n_s32(mult), vs = vdupq_n_s32(shift), vlo = vdupq_n_s32(lo), vhi = vdupq_n_s32(hi);
+    int32_t o = 0;
+    for (; o + 8 <= co; o += 8) {
+        int32x4_t a = vld1q_s32(col + o), b = vld1q_s32(col + o + 4);
+        for (int32_t dx = 1; dx < kw; dx++)
+            a = vaddq_s32(a, vld1q_s32(col + (size_t)dx * co + o)), b = vaddq_s32(b, vld1q_s32(col + (size_t)dx * co + o + 4));
+        vst1_s8(y + o, mfe_narrow_s32x8(mfe_requant_s32x4(a, vm, vs, vlo, vhi), mfe_requant_s32x4(b, vm, vs, vlo, vhi)));
+    }
+    for (; o < co; o++) {
+        int32_t s = 0;
+        for (int32_t dx = 0; dx < kw; dx++) s += col[(size_t)dx * co + o];
+        y[o] = mfe_requant(s, mult, shift, lo, hi);
+    }
+}
+#endif
+
+#define sumpool_cols MFE_KERNEL_NEON(sumpool_cols)
+#define sumpool_out MFE_KERNEL_NEON(sumpool_out)
 
 int mfe_prepare_sumpool(const mfe_model *m, mfe_node *nd, char *err, size_t errlen) {
     const mfe_tensor *x = &m->t[nd->in[0]], *y = &m->t[nd->out];
@@ -38,16 +97,10 @@ void mfe_run_sumpool(const mfe_ctx *c, const void *in0, const void *in1, void *o
             if (iy < 0 || iy >= X->h) continue;
             for (int32_t ix = 0; ix < X->w; ix++) {
                 const int8_t *xp = xb + ((size_t)iy * X->w + ix) * X->c;
-                int32_t *cp = col + (size_t)(ix + pl) * co;
-                for (int32_t o = 0; o < co; o++)
-                    for (int32_t dc = 0; dc < cw; dc++) cp[o] += xp[o + dc];
+                sumpool_cols(col + (size_t)(ix + pl) * co, xp, co, cw);
             }
         }
         for (int32_t ox = 0; ox < Y->w; ox++)
-            for (int32_t o = 0; o < co; o++) {
-                int32_t s = 0;
-                for (int32_t dx = 0; dx < kw; dx++) s += col[(size_t)(ox + dx) * co + o];
-                yr[(size_t)ox * co + o] = mfe_requant(s, mult, shift, lo, hi);
-            }
+            sumpool_out(yr + (size_t)ox * co, col + (size_t)ox * co, co, kw, mult, shift, lo, hi);
     }
 }

@@ -86,7 +86,7 @@ MFE_SCALAR_FN void threshold_rows__scalar(int32_t *buf, const wht_args *a) {
         for (int p = 0; p < P; p++) ROW(buf, c)[p] = threshold1(ROW(buf, c)[p], c, a);
 }
 
-#ifdef MFE_ISA_AVX2
+#ifdef MFE_ISA_SIMD
 #define fwht_stages fwht_stages__simd
 #define threshold_rows threshold_rows__simd
 #define wht_block wht_block__simd
@@ -103,10 +103,11 @@ MFE_SCALAR_FN void wht_block__scalar(const wht_args *a, int32_t *buf, const int8
     wht_generic(a, buf, x, y, np);
 }
 
-#ifdef MFE_ISA_AVX2
+#ifdef MFE_ISA_SIMD
 /* One vector = one buf row of P lanes (pixels). The pipeline below is written once over these
- * operations; AVX2 rows are __m256i (P = 8), AVX-512 rows __m512i (P = 16). */
-#ifdef MFE_ISA_AVX512
+ * operations; AVX2 rows are __m256i (P = 8), AVX-512 rows __m512i (P = 16), NEON rows a pair of
+ * int32x4_t (P = 8: one LDP/STP per row, twice the work per loop step of a single q register). */
+#if defined(MFE_ISA_AVX512)
 typedef __m512i vec;
 #define V_LD(p) _mm512_load_si512((const void *)(p))
 #define V_ST(p, v) _mm512_store_si512((void *)(p), (v))
@@ -126,7 +127,7 @@ static inline vec V_SIGN(vec a, vec b) {  /* a * sign(b) without a multiply, as 
     a = _mm512_mask_sub_epi32(a, _mm512_cmplt_epi32_mask(b, zero), zero, a);
     return _mm512_maskz_mov_epi32(_mm512_cmpneq_epi32_mask(b, zero), a);
 }
-#else
+#elif defined(MFE_ISA_AVX2)
 typedef __m256i vec;
 #define V_LD(p) _mm256_load_si256((const __m256i *)(p))
 #define V_ST(p, v) _mm256_store_si256((__m256i *)(p), (v))
@@ -142,24 +143,67 @@ typedef __m256i vec;
 #define V_SRL(v, s) _mm256_srl_epi32((v), _mm_cvtsi32_si128(s))
 #define V_GATHER(table, idx) _mm256_i32gather_epi32((table), (idx), 4)
 #define V_SIGN _mm256_sign_epi32
+#else  /* MFE_ISA_NEON */
+typedef struct { int32x4_t lo, hi; } vec;  /* not int32x4x2_t: gcc 12 keeps arrays of those in memory */
+#define V_PAIR(l, h) ((vec){(l), (h)})
+#define V_MAP1(name, f) static inline vec name(vec a) { return V_PAIR(f(a.lo), f(a.hi)); }
+#define V_MAP2(name, f) static inline vec name(vec a, vec b) { return V_PAIR(f(a.lo, b.lo), f(a.hi, b.hi)); }
+#define V_LD(p) V_PAIR(vld1q_s32((const int32_t *)(p)), vld1q_s32((const int32_t *)(p) + 4))  /* one LDP */
+static inline void v_st(int32_t *p, vec v) { vst1q_s32(p, v.lo), vst1q_s32(p + 4, v.hi); }  /* one STP */
+#define V_ST(p, v) v_st((int32_t *)(p), (v))
+static inline vec V_SET1(int32_t x) { return V_PAIR(vdupq_n_s32(x), vdupq_n_s32(x)); }
+V_MAP2(V_ADD, vaddq_s32)
+V_MAP2(V_SUB, vsubq_s32)
+V_MAP2(V_MAX, vmaxq_s32)
+V_MAP2(V_MIN, vminq_s32)
+V_MAP1(V_ABS, vabsq_s32)
+static inline int32x4_t srlv1(int32x4_t a, int32x4_t s) {  /* logical right shift by lane counts */
+    return vreinterpretq_s32_u32(vshlq_u32(vreinterpretq_u32_s32(a), vnegq_s32(s)));
+}
+V_MAP2(V_SRLV, srlv1)
+static inline vec V_SLLI(vec a, int s) { return V_PAIR(vshlq_s32(a.lo, vdupq_n_s32(s)), vshlq_s32(a.hi, vdupq_n_s32(s))); }
+static inline vec V_SRAI(vec a, int s) { return V_PAIR(vshlq_s32(a.lo, vdupq_n_s32(-s)), vshlq_s32(a.hi, vdupq_n_s32(-s))); }
+static inline vec V_SRL(vec a, int32_t s) { return V_SRLV(a, V_SET1(s)); }
+static inline int32x4_t sign1(int32x4_t a, int32x4_t b) {  /* a * sign(b) without a multiply, as vpsignd */
+    int32x4_t neg = vshrq_n_s32(b, 31);
+    return vandq_s32(vsubq_s32(veorq_s32(a, neg), neg), vreinterpretq_s32_u32(vtstq_s32(b, b)));
+}
+V_MAP2(V_SIGN, sign1)
+static inline vec V_GATHER(const int32_t *table, vec idx) {  /* no gather in NEON: eight lane loads */
+    int32_t i[P];
+    V_ST(i, idx);  /* lane indices out through memory */
+    int32x4_t lo = vdupq_n_s32(0), hi = vdupq_n_s32(0);
+    lo = vld1q_lane_s32(table + i[0], lo, 0), hi = vld1q_lane_s32(table + i[4], hi, 0);
+    lo = vld1q_lane_s32(table + i[1], lo, 1), hi = vld1q_lane_s32(table + i[5], hi, 1);
+    lo = vld1q_lane_s32(table + i[2], lo, 2), hi = vld1q_lane_s32(table + i[6], hi, 2);
+    lo = vld1q_lane_s32(table + i[3], lo, 3), hi = vld1q_lane_s32(table + i[7], hi, 3);
+    return V_PAIR(lo, hi);
+}
 #endif
+
+/* Rows j0 .. j0 + SPAN(h) - 1 (j0 a multiple of SPAN(h)) share one skew: they are P lanes apart. */
+#define SPAN(h) ((h) < 128 ? (h) : 128)
 
 static void fwht_stages__simd(int32_t *buf, int32_t n, int32_t h0, int32_t h1) {
     int32_t h = h0;
     for (; 2 * h < h1; h *= 4)
         for (int32_t i = 0; i < n; i += 4 * h)
-            for (int32_t j = i; j < i + h; j++) {
+            for (int32_t j = i; j < i + h; j += SPAN(h)) {
                 int32_t *r0 = ROW(buf, j), *r1 = ROW(buf, j + h), *r2 = ROW(buf, j + 2 * h), *r3 = ROW(buf, j + 3 * h);
-                vec x0 = V_LD(r0), x1 = V_LD(r1), x2 = V_LD(r2), x3 = V_LD(r3);
-                vec a = V_ADD(x0, x1), b = V_SUB(x0, x1), c = V_ADD(x2, x3), d = V_SUB(x2, x3);
-                V_ST(r0, V_ADD(a, c)), V_ST(r1, V_ADD(b, d)), V_ST(r2, V_SUB(a, c)), V_ST(r3, V_SUB(b, d));
+                for (int32_t t = 0; t < SPAN(h) * P; t += P) {
+                    vec x0 = V_LD(r0 + t), x1 = V_LD(r1 + t), x2 = V_LD(r2 + t), x3 = V_LD(r3 + t);
+                    vec a = V_ADD(x0, x1), b = V_SUB(x0, x1), c = V_ADD(x2, x3), d = V_SUB(x2, x3);
+                    V_ST(r0 + t, V_ADD(a, c)), V_ST(r1 + t, V_ADD(b, d)), V_ST(r2 + t, V_SUB(a, c)), V_ST(r3 + t, V_SUB(b, d));
+                }
             }
     if (h < h1)
         for (int32_t i = 0; i < n; i += 2 * h)
-            for (int32_t j = i; j < i + h; j++) {
+            for (int32_t j = i; j < i + h; j += SPAN(h)) {
                 int32_t *r0 = ROW(buf, j), *r1 = ROW(buf, j + h);
-                vec u = V_LD(r0), v = V_LD(r1);
-                V_ST(r0, V_ADD(u, v)), V_ST(r1, V_SUB(u, v));
+                for (int32_t t = 0; t < SPAN(h) * P; t += P) {
+                    vec u = V_LD(r0 + t), v = V_LD(r1 + t);
+                    V_ST(r0 + t, V_ADD(u, v)), V_ST(r1 + t, V_SUB(u, v));
+                }
             }
 }
 
@@ -180,6 +224,7 @@ static void threshold_rows__simd(int32_t *buf, const wht_args *a) {
     for (int32_t c = 1; c < a->n; c++) V_ST(ROW(buf, c), threshold_vec(V_LD(ROW(buf, c)), c, a));
 }
 
+#ifdef MFE_ISA_AVX2
 static inline void transpose8(__m256i r[8]) {
     __m256i t[8], u[8];
     for (int i = 0; i < 8; i += 2) t[i] = _mm256_unpacklo_epi32(r[i], r[i + 1]), t[i + 1] = _mm256_unpackhi_epi32(r[i], r[i + 1]);
@@ -192,16 +237,18 @@ static inline void transpose8(__m256i r[8]) {
         r[i + 4] = _mm256_permute2x128_si256(u[order[i]], u[4 + order[i]], 0x31);
     }
 }
+#endif
 
 static inline void fwht8(vec r[8]) {  /* stages 1, 2, 4 across eight rows held in registers */
-    for (int h = 1; h < 8; h *= 2)
-        for (int i = 0; i < 8; i += 2 * h)
-            for (int j = i; j < i + h; j++) {
-                vec u = r[j], v = r[j + h];
-                r[j] = V_ADD(u, v), r[j + h] = V_SUB(u, v);
-            }
+    /* written out: gcc 12 leaves the loop form rolled for NEON's two-register rows, and r[] in memory */
+#define BFLY(j, k) do { vec u = r[j], v = r[k]; r[j] = V_ADD(u, v), r[k] = V_SUB(u, v); } while (0)
+    BFLY(0, 1); BFLY(2, 3); BFLY(4, 5); BFLY(6, 7);
+    BFLY(0, 2); BFLY(1, 3); BFLY(4, 6); BFLY(5, 7);
+    BFLY(0, 4); BFLY(1, 5); BFLY(2, 6); BFLY(3, 7);
+#undef BFLY
 }
 
+#ifdef MFE_ISA_AVX2
 /* Channels c0..c0+7 of 8 pixels (pixel stride cin) -> eight __m256i rows, one per channel. */
 static inline void load8x8(__m256i r[8], const int8_t *x, int32_t cin) {
     for (int j = 0; j < 8; j++) r[j] = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(x + (size_t)j * cin)));
@@ -240,6 +287,53 @@ static inline void store_group(int8_t *y, vec r[8], int32_t cout, int32_t k, con
     store8x8(y, r, cout, k, res);
 #endif
 }
+#else  /* MFE_ISA_NEON: eight channels x eight pixels through 8x8 TRN transposes */
+static inline void load_group(vec r[8], const int8_t *x, int32_t cin) {
+    int8x8_t p[8];
+    for (int j = 0; j < 8; j++) p[j] = vld1_s8(x + (size_t)j * cin);  /* pixel j, channels 0-7 */
+    int8x8x2_t t[4];
+    for (int i = 0; i < 4; i++) t[i] = vtrn_s8(p[2 * i], p[2 * i + 1]);
+    int16x4x2_t u[4];
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 2; j++)
+            u[2 * i + j] = vtrn_s16(vreinterpret_s16_s8(t[2 * i].val[j]), vreinterpret_s16_s8(t[2 * i + 1].val[j]));
+    /* u[0]: channels 0,4 / 2,6 of pixels 0-3; u[1]: 1,5 / 3,7; u[2], u[3]: the same for pixels 4-7 */
+    const int src[4][2] = {{0, 0}, {1, 0}, {0, 1}, {1, 1}};  /* channel c (and c + 4): u[src][half] */
+    for (int c = 0; c < 4; c++) {
+        int32x2x2_t v = vtrn_s32(vreinterpret_s32_s16(u[src[c][0]].val[src[c][1]]),
+                                 vreinterpret_s32_s16(u[2 + src[c][0]].val[src[c][1]]));
+        for (int h = 0; h < 2; h++) {
+            int16x8_t w = vmovl_s8(vreinterpret_s8_s32(v.val[h]));
+            r[c + 4 * h] = V_PAIR(vmovl_s16(vget_low_s16(w)), vmovl_high_s16(w));
+        }
+    }
+}
+
+/* y = sat8(rshift_round(v, k) + residual): SRSHL rounds in full precision; sat8(sat16(v) + r) ==
+ * sat8(v + r) for |r| <= 128, so the transpose back runs on int16 lanes. */
+static inline void store_group(int8_t *y, vec r[8], int32_t cout, int32_t k, const int8_t *res) {
+    const int32x4_t nk = vdupq_n_s32(-k);
+    int16x8_t c[8];
+    for (int j = 0; j < 8; j++)
+        c[j] = vqmovn_high_s32(vqmovn_s32(vrshlq_s32(r[j].lo, nk)), vrshlq_s32(r[j].hi, nk));
+    int16x8x2_t a[4];
+    for (int i = 0; i < 4; i++) a[i] = vtrnq_s16(c[2 * i], c[2 * i + 1]);
+    int32x4x2_t e[4];  /* e[0]: pixels 0,4 / 2,6 of channels 0-3; e[1]: 1,5 / 3,7; e[2], e[3]: channels 4-7 */
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 2; j++)
+            e[2 * i + j] = vtrnq_s32(vreinterpretq_s32_s16(a[2 * i].val[j]), vreinterpretq_s32_s16(a[2 * i + 1].val[j]));
+    const int src[4][2] = {{0, 0}, {1, 0}, {0, 1}, {1, 1}};  /* pixel p (and p + 4): e[src][half] */
+    for (int p = 0; p < 4; p++) {
+        int64x2_t lo = vreinterpretq_s64_s32(e[src[p][0]].val[src[p][1]]), hi = vreinterpretq_s64_s32(e[2 + src[p][0]].val[src[p][1]]);
+        int16x8_t px[2] = {vreinterpretq_s16_s64(vtrn1q_s64(lo, hi)), vreinterpretq_s16_s64(vtrn2q_s64(lo, hi))};
+        for (int h = 0; h < 2; h++) {
+            size_t off = (size_t)(p + 4 * h) * cout;
+            int16x8_t v = res ? vqaddq_s16(px[h], vmovl_s8(vld1_s8(res + off))) : px[h];
+            vst1_s8(y + off, vqmovn_s16(v));
+        }
+    }
+}
+#endif
 
 /* Full blocks with channels in multiples of 8: stages 1-4 ride on the transposes, and the top stage
  * of both transforms is fused with the thresholds, so buf is swept 2 log4(n/16) + 3 times, not ~12. */
@@ -253,11 +347,13 @@ static void wht_fused(const wht_args *a, int32_t *buf, const int8_t *x, int8_t *
         for (int j = 0; j < 8; j++) V_ST(ROW(buf, c0 + j), r[j]);
     }
     fwht_stages__simd(buf, n, 8, half);
-    for (int32_t j = 0; j < half; j++) {  /* top stage, thresholds, top stage of the second transform */
-        int32_t *r0 = ROW(buf, j), *r1 = ROW(buf, j + half);
-        vec u = V_LD(r0), v = V_LD(r1), z0 = V_ADD(u, v), z1 = threshold_vec(V_SUB(u, v), j + half, a);
-        if (j) z0 = threshold_vec(z0, j, a);
-        V_ST(r0, V_ADD(z0, z1)), V_ST(r1, V_SUB(z0, z1));
+    for (int32_t j0 = 0; j0 < half; j0 += SPAN(half)) {  /* top stage, thresholds, top stage of the second transform */
+        int32_t *r0 = ROW(buf, j0), *r1 = ROW(buf, j0 + half);
+        for (int32_t j = j0; j < j0 + SPAN(half); j++, r0 += P, r1 += P) {
+            vec u = V_LD(r0), v = V_LD(r1), z0 = V_ADD(u, v), z1 = threshold_vec(V_SUB(u, v), j + half, a);
+            if (j) z0 = threshold_vec(z0, j, a);
+            V_ST(r0, V_ADD(z0, z1)), V_ST(r1, V_SUB(z0, z1));
+        }
     }
     fwht_stages__simd(buf, n, 8, half);
     for (int32_t c0 = 0; c0 < a->cout; c0 += 8) {

@@ -1,0 +1,43 @@
+/* NEON helpers shared by the kernel files (aarch64 builds only, see arch.h): exact requantisation of
+ * int32 lanes. rshift_round is one SRSHL by -shift (it adds 2^(shift-1) in full precision, then shifts
+ * arithmetically: floor((v + 2^(s-1)) / 2^s), and v itself for s = 0), so no lane can wrap. */
+#ifndef MFE_NEON_H
+#define MFE_NEON_H
+#include "arch.h"
+#include "internal.h"
+#ifdef MFE_ISA_NEON
+
+/* clamp(rshift_round(v, shift), lo, hi) of four int64 lanes (p0: lanes 0-1, p1: lanes 2-3); nshift = -shift. */
+static inline int32x4_t mfe_rshift_clamp_s64x4(int64x2_t p0, int64x2_t p1, int32x4_t nshift, int32x4_t lo, int32x4_t hi) {
+    p0 = vrshlq_s64(p0, vmovl_s32(vget_low_s32(nshift)));
+    p1 = vrshlq_s64(p1, vmovl_high_s32(nshift));
+    int32x4_t v = vcombine_s32(vqmovn_s64(p0), vqmovn_s64(p1));  /* saturating: then clamped into int8 */
+    return vminq_s32(vmaxq_s32(v, lo), hi);
+}
+
+/* clamp(rshift_round(acc * mult, shift), lo, hi) per lane; mult in [0, 2^31), shift in [0, 63]. */
+static inline int32x4_t mfe_requant_s32x4(int32x4_t acc, int32x4_t mult, int32x4_t shift, int32x4_t lo, int32x4_t hi) {
+    return mfe_rshift_clamp_s64x4(vmull_s32(vget_low_s32(acc), vget_low_s32(mult)), vmull_high_s32(acc, mult),
+                                  vnegq_s32(shift), lo, hi);
+}
+
+/* Two lanes groups already inside [lo, hi] (a subset of int8) -> eight int8. */
+static inline int8x8_t mfe_narrow_s32x8(int32x4_t a, int32x4_t b) {
+    return vmovn_s16(vcombine_s16(vmovn_s32(a), vmovn_s32(b)));
+}
+
+/* dst[o] = requant(acc[o], mult[o], shift[o], lo, hi), per-channel parameters. */
+static inline void mfe_requant_row__neon(int8_t *dst, const int32_t *acc, const int32_t *mult, const int32_t *shift,
+                                         int32_t c, int32_t lo, int32_t hi) {
+    const int32x4_t vlo = vdupq_n_s32(lo), vhi = vdupq_n_s32(hi);
+    int32_t o = 0;
+    for (; o + 8 <= c; o += 8) {
+        int32x4_t a = mfe_requant_s32x4(vld1q_s32(acc + o), vld1q_s32(mult + o), vld1q_s32(shift + o), vlo, vhi);
+        int32x4_t b = mfe_requant_s32x4(vld1q_s32(acc + o + 4), vld1q_s32(mult + o + 4), vld1q_s32(shift + o + 4), vlo, vhi);
+        vst1_s8(dst + o, mfe_narrow_s32x8(a, b));
+    }
+    for (; o < c; o++) dst[o] = mfe_requant(acc[o], mult[o], shift[o], lo, hi);
+}
+
+#endif
+#endif
