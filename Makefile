@@ -9,7 +9,8 @@ install: deps build
 
 deps:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist \
+			gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user >/dev/null; \
 	else echo "not root: install the Debian package dataset-fashion-mnist yourself for the full data set"; fi
 	$(PYTHON) -m pip install -q -r requirements.txt
 
@@ -27,6 +28,12 @@ header:
 
 default-model: build
 	$(PYTHON) zoo/make_default.py
+
+# ARM boards (Jetson Nano): libmfe.so + ABI-mode loader, the static runner mfrun, README, smoke test under qemu
+.PHONY: arm64
+ARM_CPU ?= cortex-a57
+arm64:
+	$(PYTHON) -m engine.crosscmd --target aarch64 --cpu $(ARM_CPU) -o build/arm64
 
 clean:
 	rm -rf build engine/_mfe_*.so engine/_mfe_*.c engine/_mfe_*.o $(BUILT)
