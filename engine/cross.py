@@ -151,6 +151,10 @@ def build(tc: Toolchain, cpu: str = "cortex-a57", isa: str = "neon", cache: str 
         if os.path.exists(out):
             shutil.rmtree(out)
         os.replace(tmp, out)
+        prefix = os.path.basename(out)[: -len(key)]
+        for old in os.listdir(cache):  # builds of older sources for this (target, cpu, isa)
+            if old.startswith(prefix) and old != os.path.basename(out) and len(old) == len(prefix) + len(key):
+                shutil.rmtree(os.path.join(cache, old), ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return paths
@@ -312,6 +316,72 @@ def cross_compile(out_dir: str, target: str = "aarch64", cpu: str = "cortex-a57"
 
 def _has_dotprod(cpu: str) -> bool:
     return cpu in ("cortex-a76", "cortex-a78ae", "neoverse-n1")
+
+
+# ---- the Python engine itself under emulated aarch64 Python (cffi ABI mode over libmfe.so) ----
+
+PY_PACKAGES = ("python3.11-minimal", "libpython3.11-stdlib", "python3-numpy", "python3-cffi-backend", "python3-cffi",
+               "python3-click", "libgomp1")
+
+
+def arm_python_root(root: str = os.path.join(CACHE, "pyroot-arm64")) -> str:
+    """A private Debian arm64 root with python3.11, numpy, cffi, click and libgomp1, for running the engine
+    under qemu-aarch64 -L ROOT. apt reads this machine's own sources and keys but keeps its state, lists
+    and downloads under ROOT; packages are unpacked with dpkg-deb -x. The host's dpkg is never touched
+    (no --add-architecture: that would remove the host's python3)."""
+    python = os.path.join(root, "usr", "bin", "python3.11")
+    done = os.path.join(root, ".complete")
+    if os.path.exists(done) and os.path.exists(python):
+        return root
+    if not _which("apt-get") or not _which("dpkg-deb"):
+        raise CrossError("apt-get and dpkg-deb (Debian) are needed to make the arm64 Python root")
+    state, cache = os.path.join(root + ".apt", "state"), os.path.join(root + ".apt", "cache")
+    for d in (os.path.join(state, "lists", "partial"), os.path.join(cache, "archives", "partial")):
+        _mkdir(d)
+    status = os.path.join(state, "status")
+    open(status, "a").close()  # empty: every dependency is fetched, the host's packages are not consulted
+    opts = [f"-oDir::State={state}", f"-oDir::State::status={status}", f"-oDir::Cache={cache}",
+            "-oAPT::Architecture=arm64", "-oAPT::Architectures::=arm64", "-oAcquire::Languages=none",
+            "-oDebug::NoLocking=1", "-oAPT::Get::AllowUnauthenticated=false"]
+    _run(["apt-get", *opts, "-qq", "update"], "apt-get update (arm64 lists in a private folder)")
+    _run(["apt-get", *opts, "-qq", "-y", "--download-only", "--no-install-recommends", "install", *PY_PACKAGES],
+         "apt-get download of the arm64 Python packages")
+    archives = os.path.join(cache, "archives")
+    for deb in sorted(f for f in os.listdir(archives) if f.endswith(".deb")):
+        _run(["dpkg-deb", "-x", os.path.join(archives, deb), root], f"unpacking {deb}")
+    libdir = os.path.join(root, "usr", "lib", "aarch64-linux-gnu")
+    for lib in ("blas/libblas.so.3", "lapack/liblapack.so.3"):  # what update-alternatives would link
+        link = os.path.join(libdir, os.path.basename(lib))
+        if os.path.exists(os.path.join(libdir, lib)) and not os.path.lexists(link):
+            os.symlink(lib, link)
+    if not os.path.exists(python):
+        raise CrossError(f"the arm64 root in {root} has no python3.11")
+    open(done, "w").close()
+    return root
+
+
+def engine_app(out_dir: str, libmfe: str) -> str:
+    """A copy of the engine package as the board would hold it: pure Python plus libmfe.so and the
+    ABI-mode loader as engine/_mfe_native.py (no compiled extension)."""
+    eng = _mkdir(os.path.join(out_dir, "engine"))
+    for sub, _, files in os.walk(os.path.join(ROOT, "engine")):
+        if "__pycache__" in sub:
+            continue
+        dst = _mkdir(os.path.join(eng, os.path.relpath(sub, os.path.join(ROOT, "engine"))))
+        for f in files:
+            if f.endswith(".py"):
+                shutil.copy2(os.path.join(sub, f), dst)
+    shutil.copy2(libmfe, os.path.join(eng, "libmfe.so"))
+    shutil.copy2(os.path.join(ARM, "mfe_abi.py"), os.path.join(eng, "_mfe_native.py"))
+    return out_dir
+
+
+def run_arm_python(tc: Toolchain, root: str, args: list[str], cwd: str, cpu: str = "cortex-a57",
+                   timeout: float = QEMU_TIMEOUT) -> subprocess.CompletedProcess:
+    """python3.11 of the arm64 root under qemu-aarch64 (CPU pinned, -L ROOT)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "QEMU_", "MFE_LIB"))}
+    cmd = [tc.qemu or "qemu-aarch64", "-cpu", CPUS[cpu][1], "-L", root, os.path.join(root, "usr", "bin", "python3.11"), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout)
 
 
 # ---- instruction counts under qemu: an ARM figure where no ARM clock is reachable ----

@@ -233,6 +233,27 @@ def test_abi_loader_on_host(tmp_path, sample):
         sys.modules.pop("engine._mfe_abi", None)
 
 
+def test_engine_under_aarch64_python(tc, built, sample, tmp_path):
+    """The Python engine itself on emulated aarch64 Python 3.11 (Debian arm64 packages in a private root):
+    engine.load + Model.run through the ABI-mode loader and the NEON libmfe.so, same logits as x86."""
+    try:
+        root = cross.arm_python_root()
+    except cross.CrossError as e:
+        if os.environ.get("CI") or "apt-get and dpkg-deb" not in str(e):
+            raise
+        pytest.skip(str(e))
+    app = cross.engine_app(str(tmp_path / "app"), built("cortex-a57", "neon")["libmfe.so"])
+    script = ("import hashlib, json, platform, numpy as np, engine\n"
+              f"m = engine.load({cross.DEFAULT_MODEL!r}); x = np.load({sample!r})\n"
+              "l = m.run(x, 'c', threads=2)\n"
+              "print(json.dumps({'machine': platform.machine(), 'isa': m.native().isa,\n"
+              "  'sha': hashlib.sha256(np.ascontiguousarray(l, dtype='<i4').tobytes()).hexdigest()}))\n")
+    p = cross.run_arm_python(tc, root, ["-c", script], cwd=app)
+    assert p.returncode == 0, p.stderr[-2000:]
+    got = json.loads(p.stdout.strip().splitlines()[-1])
+    assert got == {"machine": "aarch64", "isa": "neon", "sha": cross.host_logits_sha256(cross.DEFAULT_MODEL, sample)}
+
+
 def test_instruction_counts_neon_fwht(tc):
     """Seed 000's WHT layer: the NEON build executes at most 1/4 of the scalar build's instructions."""
     res = cross.count_instructions(images=1, default_model=False, wht_modes=("soft",))
