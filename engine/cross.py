@@ -299,6 +299,8 @@ def cross_compile(out_dir: str, target: str = "aarch64", cpu: str = "cortex-a57"
         s = report["smoke"]
         smoke_line = (f"ran mfrun under qemu-aarch64 -cpu {s['qemu_cpu']} on {s['n']} sample images: logits sha256 "
                       f"matches this machine's engine ({s['logits_sha256'][:16]}...)")
+        if CPUS[cpu][0] != s["qemu_cpu"] and cpu != "generic":
+            smoke_line += f" [qemu 7.2 has no {cpu}; the {s['qemu_cpu']} has the same instruction set]"
     else:
         why = "--no-smoke given" if not smoke else "qemu-aarch64 not installed (Debian package qemu-user)"
         report["smoke"] = {"ran": False, "reason": why}
