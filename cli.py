@@ -34,19 +34,38 @@ def load_inputs(input_path: str | None, dataset: str | None) -> tuple[np.ndarray
         from engine.dataspec import load_spec
         try:
             images, labels = load_spec(dataset)
-        except (ValueError, FileNotFoundError) as e:
-            fail(str(e).splitlines()[0])
+        except (ValueError, OSError, EOFError) as e:  # a missing package, a damaged or truncated file
+            fail(str(e).splitlines()[0] if str(e).strip() else f"cannot read {dataset}: {type(e).__name__}")
         return images, labels, dataset
     path = input_path or SAMPLE
+    images, labels = read_array_file(path)
+    if labels is not None and (np.ndim(labels) != 1 or np.ndim(images) < 1 or len(labels) != len(images)):
+        fail(f"{path}: labels of shape {np.shape(labels)} do not match images of shape {np.shape(images)}")
+    return images, labels, path
+
+
+def read_array_file(path: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """images (and labels) from a .npy or an .npz with 'images' (and 'labels'); one-line errors."""
+    import zipfile
+    import zlib
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(6)
+    except OSError as e:
+        fail(f"cannot read {path}: {e.strerror or e}")
+    if not (magic.startswith(b"\x93NUMPY") or magic.startswith(b"PK\x03\x04")):
+        fail(f"cannot read {path}: not a .npy or .npz file")
     try:
         data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        fail(f"cannot read {path}: {e}")
-    if isinstance(data, np.lib.npyio.NpzFile):
-        if "images" not in data:
-            fail(f"{path}: an .npz input needs an 'images' array (and optionally 'labels')")
-        return data["images"], (data["labels"] if "labels" in data else None), path
-    return data, None, path
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            return data, None
+        with data:
+            if "images" not in data.files:
+                fail(f"{path}: an .npz input needs an 'images' array (and optionally 'labels')")
+            return data["images"], (data["labels"] if "labels" in data.files else None)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        fail(f"cannot read {path}: {why}")
 
 
 def logits_sha256(logits: np.ndarray) -> str:

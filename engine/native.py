@@ -32,12 +32,20 @@ class NativeModel:
         hwc, dt = self.ffi.new("int32_t[3]"), self.ffi.new("int32_t *")
         self.lib.mfe_output_shape(self._m, hwc, dt)
         self.out_shape = tuple(hwc)
+        self.lib.mfe_input_shape(self._m, hwc)
+        self.in_shape = tuple(hwc)
         self.out_dtype = np.int32 if dt[0] == 2 else np.int8
         self._lock = threading.Lock()
 
     def run(self, x: np.ndarray, threads: int = 1, out: np.ndarray | None = None) -> np.ndarray:
         """uint8 (N, H, W, C) -> output (N, H', W', C') in the model's output dtype (into `out` if given)."""
         x = np.ascontiguousarray(x, dtype=np.uint8)
+        if x.ndim != 4 or x.shape[1:] != self.in_shape or not 0 <= x.shape[0] < 2**31:
+            from .graph import InputError  # the C code reads N * H * W * C bytes: refuse anything else
+            raise InputError(f"input shape {x.shape} does not match the model's NHWC input (N, {', '.join(map(str, self.in_shape))})")
+        if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or not 1 <= threads <= 256:
+            raise BackendError(f"threads must be an integer in [1, 256], not {threads!r}")
+        threads = int(threads)
         shape = (x.shape[0], *self.out_shape)
         if out is None:
             out = np.empty(shape, dtype=self.out_dtype)

@@ -1,6 +1,8 @@
 """Engine API: engine.load(path) -> Model; Model.run(images, backend=...) -> int32 logits."""
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from . import format as fmt
@@ -14,14 +16,19 @@ class Model:
     def __init__(self, graph: Graph, data: bytes, name: str = "model"):
         self.graph, self.data, self.name = graph, data, name
         self._native: dict[str, NativeModel] = {}
+        self._native_lock = threading.Lock()  # one C model per backend, even when threads ask at once
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return self.graph.tensors[self.graph.input].shape
 
     def prepare_input(self, x: np.ndarray) -> np.ndarray:
-        """uint8 or float-in-[0, 1] images, (N,H,W,C), (H,W,C) or (N,H,W) for one channel -> uint8 NHWC."""
-        x = np.asarray(x)
+        """uint8 or float-in-[0, 1] images, (N,H,W,C), (H,W,C) or (N,H,W) for one channel -> uint8 NHWC.
+        Anything else raises InputError saying what is wrong."""
+        try:
+            x = np.asarray(x)
+        except (ValueError, TypeError) as e:
+            raise InputError(f"input is not an array of images: {str(e).splitlines()[0]}") from None
         h, w, c = self.input_shape
         if x.ndim == 3 and x.shape == (h, w, c):
             x = x[None]
@@ -36,6 +43,10 @@ class Model:
         if np.issubdtype(x.dtype, np.floating):
             if not np.isfinite(x).all():
                 raise InputError("input holds NaN or infinite values")
+            lo, hi = float(x.min()), float(x.max())
+            if lo < 0 or hi > 1:
+                raise InputError(f"float input must be pixels in [0, 1], not [{lo:g}, {hi:g}]: "
+                                 "scale it, or give uint8 pixels")
             return np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
         raise InputError(f"input dtype {x.dtype} not supported: give uint8 pixels or floats in [0, 1]")
 
@@ -60,9 +71,10 @@ class Model:
             self.native(backend)
 
     def native(self, backend: str = "c") -> NativeModel:
-        if backend not in self._native:
-            self._native[backend] = NativeModel(self.data, "native" if backend == "c" else backend[2:])
-        return self._native[backend]
+        with self._native_lock:
+            if backend not in self._native:
+                self._native[backend] = NativeModel(self.data, "native" if backend == "c" else backend[2:])
+            return self._native[backend]
 
 
 def load(path: str) -> Model:
