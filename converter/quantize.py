@@ -118,12 +118,6 @@ class Quantizer:
                        bias=_bias(bias, sx * sw), **self._requant(sx * sw / sy), **act_bounds(layer.act, sy))
         return t, sy
 
-    def _coarser(self, x: int, sx: float, bits: int, name: str) -> tuple[int, float]:
-        """x rescaled by 2^-bits (a shift-only requantize) when an op needs more range than sx gives."""
-        if bits <= 0:
-            return x, sx
-        return self.b.add("requantize", x, name=name, scale=sx * 2 ** bits, mult=1, shift=bits), sx * 2 ** bits
-
     def _hdw(self, layer: Layer, last: bool) -> tuple[int, float]:
         x, sx = self._input(layer)
         w, bias = _np(layer.weight).reshape(-1, 9), _np(layer.bias)
@@ -148,18 +142,19 @@ class Quantizer:
 
     def _wht(self, layer: Layer, last: bool) -> tuple[int, float]:
         x, sx = self._input(layer)
-        # the output keeps the input's scale: coarsen x first where the output would saturate
-        over = self.absmax.get(layer.fx_out, 0.0) / (127 * sx)
-        x, sx = self._coarser(x, sx, math.ceil(math.log2(over)) if over > 1 else 0, layer.name + ".rescale")
         m = layer.module
-        n = m.n
+        n, k = m.n, m.n.bit_length() - 1
+        # output scale sx * 2^oshift: the smallest power-of-two step whose int8 range holds the output
+        want = self.out_scale(layer) / sx
+        oshift = int(np.clip(math.ceil(math.log2(want) - 1e-9), -k, 31 - k))
+        sy = sx * 2.0 ** oshift
         t_int = np.clip(np.rint(_np(m.T.clamp(min=0)) * math.sqrt(n) / sx), 0, INT32_MAX).astype(np.int64)
         mode = SMOOTH if m.mode == "smooth" else SOFT
         g, table = smooth_table(sx / math.sqrt(n)) if mode == SMOOTH else (0, np.zeros(0))
-        t = self.b.add("wht", x, name=layer.name, scale=sx, cout=m.out_channels, n=n,
+        t = self.b.add("wht", x, name=layer.name, scale=sy, cout=m.out_channels, n=n,
                        order=int(m.ordering == "walsh"), mode=mode, residual=int(m.residual), tshift=g,
-                       thresh=t_int, table=table.ravel())
-        return t, sx
+                       thresh=t_int, table=table.ravel(), oshift=oshift, **act_bounds(layer.act, sy))
+        return t, sy
 
     def _affine(self, layer: Layer, last: bool) -> tuple[int, float]:
         x, sx = self._input(layer)

@@ -209,7 +209,7 @@ def layers_of(gm: fx.GraphModule) -> list[Layer]:
             continue
         act = _act_range(node.target, node, mod)
         if act is not None:
-            if fusable and prev.act is None and prev.kind not in ("wht", "shortcut"):
+            if fusable and prev.act is None and prev.kind != "shortcut":
                 prev.act, prev.fx_out = act, node.name
                 value[node] = src
             else:

@@ -7,7 +7,7 @@ import numpy as np
 from . import ops
 from .graph import Graph, Node, Tensor
 
-DEFAULTS = {"act_lo": -128, "act_hi": 127}
+DEFAULTS = {"act_lo": -128, "act_hi": 127}  # every other attribute defaults to 0
 
 
 class GraphBuilder:

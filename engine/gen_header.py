@@ -45,13 +45,17 @@ def render() -> str:
             "typedef struct { uint8_t dtype; int64_t lo, hi; } mfe_blob_info;  /* allowed value range */",
             "typedef struct {", "    const char *name;", "    int n_inputs, n_attrs, n_blobs;",
             "    uint8_t out_dtypes;  /* bit (1 << dtype code) per allowed output dtype */",
+            "    int8_t act_lo;       /* index of the act_lo attribute (act_hi follows), -1 without a clamp */",
             f"    mfe_range attrs[{ops.MAX_ATTRS}];", f"    mfe_blob_info blobs[{ops.MAX_BLOBS}];",
             "} mfe_op_info;", "", "static const mfe_op_info MFE_OP_INFO[MFE_OP_COUNT] = {"]
     for o in ordered:
         attrs = ", ".join(f"{{{a.lo}LL, {a.hi}LL}}" for a in o.attrs) or "{0, 0}"
         blobs = ", ".join(f"{{{ops.DTYPES[b.dtype]}, {_lo(b)}LL, {_hi(b)}LL}}" for b in o.blobs) or "{0, 0, 0}"
         mask = sum(1 << ops.DTYPES[d] for d in o.out_dtypes)
-        out.append(f"    [{o.code}] = {{\"{o.name}\", {o.n_inputs}, {len(o.attrs)}, {len(o.blobs)}, {mask}, "
+        names = [a.name for a in o.attrs]
+        act = names.index("act_lo") if "act_lo" in names else -1
+        assert act < 0 or names[act + 1] == "act_hi", o.name
+        out.append(f"    [{o.code}] = {{\"{o.name}\", {o.n_inputs}, {len(o.attrs)}, {len(o.blobs)}, {mask}, {act}, "
                    f"{{{attrs}}}, {{{blobs}}}}},")
     out += ["};", "", "#endif", ""]
     return "\n".join(out)

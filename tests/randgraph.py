@@ -70,7 +70,7 @@ def random_case(op: str, rng: np.random.Generator, edge: str = "random") -> Grap
         g, table = smooth_table(float(rng.uniform(0.001, 0.2))) if mode else (0, np.zeros(0))
         thresh = np.full(n, 2**31 - 1) if edge == "max" else rng.integers(0, 40 * n, n)
         b.add("wht", 0, cout=cout, n=n, order=int(rng.integers(0, 2)), mode=mode, residual=residual, tshift=g,
-              thresh=thresh, table=table.ravel())
+              thresh=thresh, table=table.ravel(), oshift=int(rng.choice([0, 0, -2, 1, 3])), **act)
     elif op == "hdw":
         b.add("hdw", 0, stride=int(rng.integers(1, 3)), op=int(rng.integers(0, 2)), xshift=int(rng.integers(0, 8)),
               wshift=int(rng.choice([0, 0, 3, 7])),

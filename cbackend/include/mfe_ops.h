@@ -60,13 +60,16 @@ enum mfe_op {
 #define MFE_LINEAR_B_MULT 2
 #define MFE_LINEAR_B_SHIFT 3
 
-/* wht: FWHT, integer thresholds, FWHT, >> log2 n, crop, optional residual */
+/* wht: FWHT, integer thresholds, FWHT, crop, optional residual, >> (log2 n + oshift), clamp */
 #define MFE_WHT_COUT 0
 #define MFE_WHT_N 1
 #define MFE_WHT_ORDER 2
 #define MFE_WHT_MODE 3
 #define MFE_WHT_RESIDUAL 4
 #define MFE_WHT_TSHIFT 5
+#define MFE_WHT_OSHIFT 6
+#define MFE_WHT_ACT_LO 7
+#define MFE_WHT_ACT_HI 8
 #define MFE_WHT_B_THRESH 0
 #define MFE_WHT_B_TABLE 1
 
@@ -131,21 +134,22 @@ typedef struct {
     const char *name;
     int n_inputs, n_attrs, n_blobs;
     uint8_t out_dtypes;  /* bit (1 << dtype code) per allowed output dtype */
+    int8_t act_lo;       /* index of the act_lo attribute (act_hi follows), -1 without a clamp */
     mfe_range attrs[16];
     mfe_blob_info blobs[4];
 } mfe_op_info;
 
 static const mfe_op_info MFE_OP_INFO[MFE_OP_COUNT] = {
-    [1] = {"conv2d", 1, 13, 4, 2, {{1LL, 65536LL}, {1LL, 15LL}, {1LL, 15LL}, {1LL, 8LL}, {1LL, 8LL}, {0LL, 15LL}, {0LL, 15LL}, {0LL, 15LL}, {0LL, 15LL}, {1LL, 65536LL}, {-128LL, 127LL}, {-128LL, 127LL}, {-128LL, 127LL}}, {{1, -128LL, 127LL}, {2, -2147483648LL, 2147483647LL}, {2, 0LL, 2147483647LL}, {2, 0LL, 63LL}}},
-    [2] = {"linear", 1, 3, 4, 6, {{1LL, 65536LL}, {-128LL, 127LL}, {-128LL, 127LL}}, {{1, -128LL, 127LL}, {2, -2147483648LL, 2147483647LL}, {2, 0LL, 2147483647LL}, {2, 0LL, 63LL}}},
-    [3] = {"wht", 1, 6, 2, 2, {{1LL, 16384LL}, {2LL, 16384LL}, {0LL, 1LL}, {0LL, 1LL}, {0LL, 1LL}, {0LL, 31LL}}, {{2, 0LL, 2147483647LL}, {1, -32LL, 32LL}}},
-    [4] = {"hdw", 1, 6, 4, 2, {{1LL, 2LL}, {0LL, 1LL}, {0LL, 7LL}, {-128LL, 127LL}, {-128LL, 127LL}, {0LL, 7LL}}, {{1, -128LL, 127LL}, {2, -2147483648LL, 2147483647LL}, {2, 0LL, 2147483647LL}, {2, 0LL, 63LL}}},
-    [5] = {"sumpool", 1, 11, 0, 2, {{1LL, 65536LL}, {1LL, 15LL}, {1LL, 15LL}, {0LL, 15LL}, {0LL, 15LL}, {0LL, 15LL}, {0LL, 15LL}, {0LL, 2147483647LL}, {0LL, 63LL}, {-128LL, 127LL}, {-128LL, 127LL}}, {{0, 0, 0}}},
-    [6] = {"add", 2, 5, 0, 2, {{0LL, 2147483647LL}, {0LL, 2147483647LL}, {0LL, 63LL}, {-128LL, 127LL}, {-128LL, 127LL}}, {{0, 0, 0}}},
-    [7] = {"clamp", 1, 2, 0, 2, {{-128LL, 127LL}, {-128LL, 127LL}}, {{0, 0, 0}}},
-    [8] = {"requantize", 1, 4, 0, 2, {{0LL, 2147483647LL}, {0LL, 63LL}, {-128LL, 127LL}, {-128LL, 127LL}}, {{0, 0, 0}}},
-    [9] = {"avgpool", 1, 4, 0, 2, {{0LL, 2147483647LL}, {0LL, 63LL}, {-128LL, 127LL}, {-128LL, 127LL}}, {{0, 0, 0}}},
-    [10] = {"affine", 1, 2, 3, 2, {{-128LL, 127LL}, {-128LL, 127LL}}, {{2, -2147483648LL, 2147483647LL}, {2, -2147483648LL, 2147483647LL}, {2, 0LL, 63LL}}},
+    [1] = {"conv2d", 1, 13, 4, 2, 10, {{1LL, 65536LL}, {1LL, 15LL}, {1LL, 15LL}, {1LL, 8LL}, {1LL, 8LL}, {0LL, 15LL}, {0LL, 15LL}, {0LL, 15LL}, {0LL, 15LL}, {1LL, 65536LL}, {-128LL, 127LL}, {-128LL, 127LL}, {-128LL, 127LL}}, {{1, -128LL, 127LL}, {2, -2147483648LL, 2147483647LL}, {2, 0LL, 2147483647LL}, {2, 0LL, 63LL}}},
+    [2] = {"linear", 1, 3, 4, 6, 1, {{1LL, 65536LL}, {-128LL, 127LL}, {-128LL, 127LL}}, {{1, -128LL, 127LL}, {2, -2147483648LL, 2147483647LL}, {2, 0LL, 2147483647LL}, {2, 0LL, 63LL}}},
+    [3] = {"wht", 1, 9, 2, 2, 7, {{1LL, 16384LL}, {2LL, 16384LL}, {0LL, 1LL}, {0LL, 1LL}, {0LL, 1LL}, {0LL, 31LL}, {-14LL, 31LL}, {-128LL, 127LL}, {-128LL, 127LL}}, {{2, 0LL, 2147483647LL}, {1, -32LL, 32LL}}},
+    [4] = {"hdw", 1, 6, 4, 2, 3, {{1LL, 2LL}, {0LL, 1LL}, {0LL, 7LL}, {-128LL, 127LL}, {-128LL, 127LL}, {0LL, 7LL}}, {{1, -128LL, 127LL}, {2, -2147483648LL, 2147483647LL}, {2, 0LL, 2147483647LL}, {2, 0LL, 63LL}}},
+    [5] = {"sumpool", 1, 11, 0, 2, 9, {{1LL, 65536LL}, {1LL, 15LL}, {1LL, 15LL}, {0LL, 15LL}, {0LL, 15LL}, {0LL, 15LL}, {0LL, 15LL}, {0LL, 2147483647LL}, {0LL, 63LL}, {-128LL, 127LL}, {-128LL, 127LL}}, {{0, 0, 0}}},
+    [6] = {"add", 2, 5, 0, 2, 3, {{0LL, 2147483647LL}, {0LL, 2147483647LL}, {0LL, 63LL}, {-128LL, 127LL}, {-128LL, 127LL}}, {{0, 0, 0}}},
+    [7] = {"clamp", 1, 2, 0, 2, 0, {{-128LL, 127LL}, {-128LL, 127LL}}, {{0, 0, 0}}},
+    [8] = {"requantize", 1, 4, 0, 2, 2, {{0LL, 2147483647LL}, {0LL, 63LL}, {-128LL, 127LL}, {-128LL, 127LL}}, {{0, 0, 0}}},
+    [9] = {"avgpool", 1, 4, 0, 2, 2, {{0LL, 2147483647LL}, {0LL, 63LL}, {-128LL, 127LL}, {-128LL, 127LL}}, {{0, 0, 0}}},
+    [10] = {"affine", 1, 2, 3, 2, 0, {{-128LL, 127LL}, {-128LL, 127LL}}, {{2, -2147483648LL, 2147483647LL}, {2, -2147483648LL, 2147483647LL}, {2, 0LL, 63LL}}},
 };
 
 #endif

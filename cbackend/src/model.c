@@ -12,15 +12,6 @@ static const mfe_prepare_fn PREPARE[MFE_OP_COUNT] = {
     [MFE_OP_AVGPOOL] = mfe_prepare_avgpool, [MFE_OP_AFFINE] = mfe_prepare_affine,
 };
 
-/* Per op: 1 + the index of its act_lo attribute (act_hi follows), 0 for ops without a fused clamp. */
-static const int8_t ACT_AT[MFE_OP_COUNT] = {
-    [MFE_OP_CONV2D] = 1 + MFE_CONV2D_ACT_LO, [MFE_OP_LINEAR] = 1 + MFE_LINEAR_ACT_LO, [MFE_OP_HDW] = 1 + MFE_HDW_ACT_LO,
-    [MFE_OP_SUMPOOL] = 1 + MFE_SUMPOOL_ACT_LO, [MFE_OP_ADD] = 1 + MFE_ADD_ACT_LO, [MFE_OP_CLAMP] = 1 + MFE_CLAMP_ACT_LO,
-    [MFE_OP_REQUANTIZE] = 1 + MFE_REQUANTIZE_ACT_LO, [MFE_OP_AVGPOOL] = 1 + MFE_AVGPOOL_ACT_LO,
-#ifdef MFE_AFFINE_ACT_LO
-    [MFE_OP_AFFINE] = 1 + MFE_AFFINE_ACT_LO,
-#endif
-};
 
 /* Limits (docs/format.md; engine/format.py and engine/graph.py hold the same numbers, a test compares). */
 #define MAX_TENSORS 65536
@@ -92,8 +83,8 @@ static int parse_nodes(mfe_model *m, uint64_t at, uint64_t blobs_at, uint8_t *pr
             MFE_CHECK(nd->a[j] >= oi->attrs[j].lo && nd->a[j] <= oi->attrs[j].hi,
                       "node %d (%s): attribute %d = %d outside [%lld, %lld] at offset %llu", i, oi->name, j, nd->a[j],
                       (long long)oi->attrs[j].lo, (long long)oi->attrs[j].hi, (unsigned long long)(attrs_at + 4 * j));
-        if (ACT_AT[nd->op]) {
-            int lo = ACT_AT[nd->op] - 1;
+        if (oi->act_lo >= 0) {
+            int lo = oi->act_lo;
             MFE_CHECK(nd->a[lo] <= nd->a[lo + 1], "node %d (%s): act_lo %d > act_hi %d at offset %llu", i, oi->name,
                       nd->a[lo], nd->a[lo + 1], (unsigned long long)(attrs_at + 4 * lo));
         }

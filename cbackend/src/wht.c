@@ -1,4 +1,4 @@
-/* wht: FWHT over channels, integer soft/smooth thresholds, FWHT, >> log2 n, crop, residual.
+/* wht: FWHT over channels, integer soft/smooth thresholds, FWHT, crop, residual, >> (log2 n + oshift), clamp.
  * Pixels go in blocks of P, transposed to buf[channel][pixel] int32, so every butterfly is a plain
  * vertical add/sub of two rows of P lanes (no shuffles). |values| <= 3 * 128 * n^1.5 < 2^31 (n <= 2^14). */
 #include <stdlib.h>
@@ -27,6 +27,7 @@ typedef struct {  /* one allocation (the loader frees prep with free()) */
 
 typedef struct {
     int32_t n, k, cin, cout, smooth, g, residual;
+    int32_t shift, lo, hi;  /* output: clamp(rshift_round(v + (x << k if residual), shift), lo, hi) */
     const wht_prep *w;
 } wht_args;
 
@@ -37,12 +38,12 @@ MFE_SCALAR_FN void load_block(int32_t *buf, const int8_t *x, int32_t cin, int np
         for (int32_t ch = 0; ch < cin; ch++) ROW(buf, ch)[p] = x[(size_t)p * cin + ch];
 }
 
-/* y = sat8(rshift_round(buf, k) + residual), pixel-major; res (the layer input) may be NULL */
-MFE_SCALAR_FN void store_block(int8_t *y, const int32_t *buf, int32_t cout, int np, int32_t k, const int8_t *res) {
+/* y = clamp(rshift_round(v + (x << k), shift)), pixel-major; res (the layer input) may be NULL */
+MFE_SCALAR_FN void store_block(int8_t *y, const int32_t *buf, int np, const wht_args *a, const int8_t *res) {
     for (int p = 0; p < np; p++)
-        for (int32_t ch = 0; ch < cout; ch++) {
-            int64_t v = mfe_rshift_round(ROW(buf, ch)[p], k) + (res ? res[(size_t)p * cout + ch] : 0);
-            y[(size_t)p * cout + ch] = mfe_sat8(v, -128, 127);
+        for (int32_t ch = 0; ch < a->cout; ch++) {
+            int64_t v = ROW(buf, ch)[p] + (res ? (int64_t)res[(size_t)p * a->cout + ch] * ((int64_t)1 << a->k) : 0);
+            y[(size_t)p * a->cout + ch] = mfe_sat8(mfe_rshift_round(v, a->shift), a->lo, a->hi);
         }
 }
 
@@ -255,16 +256,19 @@ static inline void load8x8(__m256i r[8], const int8_t *x, int32_t cin) {
     transpose8(r);
 }
 
-/* Eight channel rows of 8 pixels -> y (pixel stride cout): sat8(rshift_round(v, k) + residual). */
-static inline void store8x8(int8_t *y, __m256i r[8], int32_t cout, int32_t k, const int8_t *res) {
-    const __m256i rnd = _mm256_set1_epi32(1 << (k - 1));
-    const __m128i ks = _mm_cvtsi32_si128(k);
+/* Eight channel rows of 8 pixels -> y (pixel stride cout): clamp(rshift_round(v + (x << k), shift)). */
+static inline void store8x8(int8_t *y, __m256i r[8], const wht_args *a, const int8_t *res) {
+    const __m256i rnd = _mm256_set1_epi32(a->shift ? 1 << (a->shift - 1) : 0);
+    const __m128i ss = _mm_cvtsi32_si128(a->shift), ks = _mm_cvtsi32_si128(a->k);
+    const __m128i lo = _mm_set1_epi8((char)a->lo), hi = _mm_set1_epi8((char)a->hi);
     transpose8(r);
     for (int j = 0; j < 8; j++) {
-        __m256i v = _mm256_sra_epi32(_mm256_add_epi32(r[j], rnd), ks);  /* |value| < 2^30: no wrap */
-        if (res) v = _mm256_add_epi32(v, _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(res + (size_t)j * cout))));
+        __m256i v = r[j];  /* |v| + |x| 2^k < 2^30: no wrap */
+        if (res) v = _mm256_add_epi32(v, _mm256_sll_epi32(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(res + (size_t)j * a->cout))), ks));
+        v = _mm256_sra_epi32(_mm256_add_epi32(v, rnd), ss);
         __m128i w16 = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-        _mm_storel_epi64((__m128i *)(y + (size_t)j * cout), _mm_packs_epi16(w16, w16));  /* saturating: the int8 clamp */
+        __m128i b8 = _mm_min_epi8(_mm_max_epi8(_mm_packs_epi16(w16, w16), lo), hi);  /* saturate, then the clamp */
+        _mm_storel_epi64((__m128i *)(y + (size_t)j * a->cout), b8);
     }
 }
 
@@ -278,13 +282,13 @@ static inline void load_group(vec r[8], const int8_t *x, int32_t cin) {
 #endif
 }
 
-static inline void store_group(int8_t *y, vec r[8], int32_t cout, int32_t k, const int8_t *res) {
+static inline void store_group(int8_t *y, vec r[8], const wht_args *a, const int8_t *res) {
 #ifdef MFE_ISA_AVX512
     __m256i lo[8], hi[8];
     for (int j = 0; j < 8; j++) lo[j] = _mm512_castsi512_si256(r[j]), hi[j] = _mm512_extracti64x4_epi64(r[j], 1);
-    store8x8(y, lo, cout, k, res), store8x8(y + (size_t)8 * cout, hi, cout, k, res ? res + (size_t)8 * cout : NULL);
+    store8x8(y, lo, a, res), store8x8(y + (size_t)8 * a->cout, hi, a, res ? res + (size_t)8 * a->cout : NULL);
 #else
-    store8x8(y, r, cout, k, res);
+    store8x8(y, r, a, res);
 #endif
 }
 #else  /* MFE_ISA_NEON: eight channels x eight pixels through 8x8 TRN transposes */
@@ -309,27 +313,34 @@ static inline void load_group(vec r[8], const int8_t *x, int32_t cin) {
     }
 }
 
-/* y = sat8(rshift_round(v, k) + residual): SRSHL rounds in full precision; sat8(sat16(v) + r) ==
- * sat8(v + r) for |r| <= 128, so the transpose back runs on int16 lanes. */
-static inline void store_group(int8_t *y, vec r[8], int32_t cout, int32_t k, const int8_t *res) {
-    const int32x4_t nk = vdupq_n_s32(-k);
+/* y = clamp(rshift_round(v + (x << k), shift)): the residual joins in int32 (transposed like the input),
+ * SRSHL rounds in full precision, and the saturating narrows give the int8 range before the clamp. */
+static inline void store_group(int8_t *y, vec r[8], const wht_args *a, const int8_t *res) {
+    const int32_t cout = a->cout;
+    const int32x4_t ns = vdupq_n_s32(-a->shift), ks = vdupq_n_s32(a->k);
+    const int8x8_t clo = vdup_n_s8((int8_t)a->lo), chi = vdup_n_s8((int8_t)a->hi);
+    if (res) {
+        vec x[8];
+        load_group(x, res, cout);
+        for (int j = 0; j < 8; j++)
+            r[j] = V_PAIR(vaddq_s32(r[j].lo, vshlq_s32(x[j].lo, ks)), vaddq_s32(r[j].hi, vshlq_s32(x[j].hi, ks)));
+    }
     int16x8_t c[8];
     for (int j = 0; j < 8; j++)
-        c[j] = vqmovn_high_s32(vqmovn_s32(vrshlq_s32(r[j].lo, nk)), vrshlq_s32(r[j].hi, nk));
-    int16x8x2_t a[4];
-    for (int i = 0; i < 4; i++) a[i] = vtrnq_s16(c[2 * i], c[2 * i + 1]);
+        c[j] = vqmovn_high_s32(vqmovn_s32(vrshlq_s32(r[j].lo, ns)), vrshlq_s32(r[j].hi, ns));
+    int16x8x2_t t16[4];
+    for (int i = 0; i < 4; i++) t16[i] = vtrnq_s16(c[2 * i], c[2 * i + 1]);
     int32x4x2_t e[4];  /* e[0]: pixels 0,4 / 2,6 of channels 0-3; e[1]: 1,5 / 3,7; e[2], e[3]: channels 4-7 */
     for (int i = 0; i < 2; i++)
         for (int j = 0; j < 2; j++)
-            e[2 * i + j] = vtrnq_s32(vreinterpretq_s32_s16(a[2 * i].val[j]), vreinterpretq_s32_s16(a[2 * i + 1].val[j]));
+            e[2 * i + j] = vtrnq_s32(vreinterpretq_s32_s16(t16[2 * i].val[j]), vreinterpretq_s32_s16(t16[2 * i + 1].val[j]));
     const int src[4][2] = {{0, 0}, {1, 0}, {0, 1}, {1, 1}};  /* pixel p (and p + 4): e[src][half] */
     for (int p = 0; p < 4; p++) {
         int64x2_t lo = vreinterpretq_s64_s32(e[src[p][0]].val[src[p][1]]), hi = vreinterpretq_s64_s32(e[2 + src[p][0]].val[src[p][1]]);
         int16x8_t px[2] = {vreinterpretq_s16_s64(vtrn1q_s64(lo, hi)), vreinterpretq_s16_s64(vtrn2q_s64(lo, hi))};
         for (int h = 0; h < 2; h++) {
             size_t off = (size_t)(p + 4 * h) * cout;
-            int16x8_t v = res ? vqaddq_s16(px[h], vmovl_s8(vld1_s8(res + off))) : px[h];
-            vst1_s8(y + off, vqmovn_s16(v));
+            vst1_s8(y + off, vmin_s8(vmax_s8(vqmovn_s16(px[h]), clo), chi));
         }
     }
 }
@@ -359,7 +370,7 @@ static void wht_fused(const wht_args *a, int32_t *buf, const int8_t *x, int8_t *
     for (int32_t c0 = 0; c0 < a->cout; c0 += 8) {
         for (int j = 0; j < 8; j++) r[j] = V_LD(ROW(buf, c0 + j));
         fwht8(r);
-        store_group(y + c0, r, a->cout, a->k, a->residual ? x + c0 : NULL);
+        store_group(y + c0, r, a, a->residual ? x + c0 : NULL);
     }
 }
 
@@ -376,7 +387,7 @@ static void wht_generic(const wht_args *a, int32_t *buf, const int8_t *x, int8_t
     fwht_stages(buf, a->n, 1, a->n);
     threshold_rows(buf, a);
     fwht_stages(buf, a->n, 1, a->n);
-    store_block(y, buf, a->cout, np, a->k, a->residual ? x : NULL);
+    store_block(y, buf, np, a, a->residual ? x : NULL);
 }
 
 int mfe_prepare_wht(const mfe_model *m, mfe_node *nd, char *err, size_t errlen) {
@@ -389,9 +400,12 @@ int mfe_prepare_wht(const mfe_model *m, mfe_node *nd, char *err, size_t errlen) 
               "threshold/table sizes wrong");
     wht_prep *w = calloc(1, sizeof *w + sizeof(int32_t) * (size_t)n);
     if (!w) MFE_FAIL(MFE_ENOMEM, "out of memory");
+    nd->prep = w;  /* freed with the model, also when a check below fails */
     const int32_t *t = nd->blob[MFE_WHT_B_THRESH];
     int32_t k = 0;
     while ((1 << k) < n) k++;
+    MFE_CHECK(k + nd->a[MFE_WHT_OSHIFT] >= 0 && k + nd->a[MFE_WHT_OSHIFT] <= 31,
+              "output shift log2(n) + oshift = %d outside [0, 31]", k + nd->a[MFE_WHT_OSHIFT]);
     for (int32_t s = 0; s < n; s++) {  /* walsh (sequency) s -> natural row bitrev(gray(s)) */
         int32_t gray = s ^ (s >> 1), nat = 0;
         for (int32_t b = 0; b < k; b++) nat |= ((gray >> b) & 1) << (k - 1 - b);
@@ -401,7 +415,6 @@ int mfe_prepare_wht(const mfe_model *m, mfe_node *nd, char *err, size_t errlen) 
     for (int j = 0; smooth && j < TERMS; j++)
         for (int i = 0; i < TLEN; i++) w->codes[i] |= (int32_t)((uint32_t)(uint8_t)codes[j * TLEN + i] << (8 * j));
     /* |z'| <= 3|z| and ||z||_1 <= 128 n^1.5: bounded by 3 * 2^7 * 2^21 < 2^31 for n <= 2^14 */
-    nd->prep = w;
     nd->scratch = sizeof(int32_t) * ROWS(n) * P;
     return MFE_OK;
 }
@@ -410,8 +423,9 @@ void mfe_run_wht(const mfe_ctx *c, const void *in0, const void *in1, void *out) 
     (void)in1;
     const mfe_node *nd = c->nd;
     wht_args a = {nd->a[MFE_WHT_N], 0, c->x->c, c->y->c, nd->a[MFE_WHT_MODE], nd->a[MFE_WHT_TSHIFT],
-                  nd->a[MFE_WHT_RESIDUAL], nd->prep};
+                  nd->a[MFE_WHT_RESIDUAL], 0, nd->a[MFE_WHT_ACT_LO], nd->a[MFE_WHT_ACT_HI], nd->prep};
     while ((1 << a.k) < a.n) a.k++;
+    a.shift = a.k + nd->a[MFE_WHT_OSHIFT];
     const int64_t pixels = (int64_t)c->n * c->x->h * c->x->w, blocks = (pixels + P - 1) / P;
 #pragma omp parallel for num_threads(c->threads) schedule(static)
     for (int64_t bl = 0; bl < blocks; bl++) {

@@ -1,9 +1,10 @@
 """wht: the Walsh-Hadamard layer of seed 000 in integers, add/subtract only.
 
 x (int8, C_in channels) -> zero-pad to n = 2^k -> z = H x (unnormalised FWHT) -> threshold every
-coefficient but DC -> H z' -> rshift_round(., k) -> crop to C_out -> (+ x if residual) -> saturate.
-With orthonormal float semantics y = H T(H x / sqrt n) / sqrt n the output keeps the input's scale s,
-and a float threshold T_f maps to T = round(T_f * sqrt(n) / s) in these units.
+coefficient but DC -> v = H z', cropped to C_out (+ x << k if residual) -> clamp(rshift_round(v, k + oshift)).
+With orthonormal float semantics y = H T(H x / sqrt n) / sqrt n, oshift = 0 keeps the input's scale s
+and oshift = e gives s * 2^e (more range, or with e < 0 more precision); a float threshold T_f maps to
+T = round(T_f * sqrt(n) / s) in these units.
 
 Thresholds (per coefficient, T[0] unused):
   soft:   sign(z) * max(|z| - T, 0)
@@ -20,7 +21,7 @@ import math
 import numpy as np
 
 from ..quant import rshift_round
-from . import Attr, Blob, Cost, NodeView, Op, register
+from . import ACT, Attr, Blob, Cost, NodeView, Op, register
 
 SOFT, SMOOTH = 0, 1
 HADAMARD, WALSH = 0, 1
@@ -85,6 +86,8 @@ def wht_shape(a: dict[str, int], ins: list) -> tuple[int, int, int]:
         raise ValueError(f"n={n} must be >= max(cin={c}, cout={a['cout']})")
     if a["residual"] and c != a["cout"]:
         raise ValueError("residual wht needs cin == cout")
+    if not 0 <= n.bit_length() - 1 + a["oshift"] <= 31:
+        raise ValueError(f"oshift={a['oshift']} makes the output shift log2(n) + oshift leave [0, 31]")
     return (h, w, a["cout"])
 
 
@@ -97,17 +100,16 @@ def wht_reference(v: NodeView, xs: list[np.ndarray]) -> np.ndarray:
     t = natural_thresholds(v.blobs["thresh"], a["order"])
     table = v.blobs["table"].reshape(TABLE_TERMS, TABLE_LEN) if a["mode"] == SMOOTH else None
     z = threshold(fwht(xp), t, a["mode"], a["tshift"], table)
-    y = rshift_round(fwht(z), n.bit_length() - 1)[..., :cout]
-    if a["residual"]:
-        y = y + x
-    return np.clip(y, -128, 127).astype(np.int8)
+    k = n.bit_length() - 1
+    v = fwht(z)[..., :cout] + (x << k if a["residual"] else 0)
+    return np.clip(rshift_round(v, k + a["oshift"]), a["act_lo"], a["act_hi"]).astype(np.int8)
 
 
 def wht_cost(v: NodeView) -> Cost:
     h, w, _ = v.out_shape
     n, k = v.attrs["n"], v.attrs["n"].bit_length() - 1
     per_coef = 2 + (TABLE_TERMS if v.attrs["mode"] == SMOOTH else 0)
-    adds = 2 * n * k + (n - 1) * per_coef + v.attrs["cout"] * (1 + v.attrs["residual"])
+    adds = 2 * n * k + (n - 1) * per_coef + v.attrs["cout"] * (1 + v.attrs["residual"])  # + rounding, residual
     return Cost(0, h * w * adds)
 
 
@@ -115,7 +117,8 @@ register(Op(
     name="wht", code=3, n_inputs=1,
     attrs=(Attr("cout", 1, 1 << MAX_LOG2N), Attr("n", 2, 1 << MAX_LOG2N, "transform size, power of two"),
            Attr("order", 0, 1, "0 hadamard, 1 walsh"), Attr("mode", 0, 1, "0 soft, 1 smooth"),
-           Attr("residual", 0, 1), Attr("tshift", 0, 31, "smooth table index shift g")),
+           Attr("residual", 0, 1), Attr("tshift", 0, 31, "smooth table index shift g"),
+           Attr("oshift", -14, 31, "output scale = input scale * 2^oshift"), *ACT),
     blobs=(Blob("thresh", "int32", doc="n thresholds >= 0 in the chosen ordering; [0] unused", lo=0),
            Blob("table", "int8", doc="smooth only: 3 x 256 shift codes", lo=-32, hi=32)),
     out_dtypes=("int8",), shape=wht_shape,
@@ -123,8 +126,8 @@ register(Op(
                            "table": (TABLE_TERMS * TABLE_LEN,) if v.attrs["mode"] == SMOOTH else (0,)},
     reference=wht_reference, cost=wht_cost,
     # |z'| <= 3|z| (three table terms); ||z||_1 <= sqrt(n) ||Hx||_2 = n ||x||_2 <= 128 n^1.5
-    acc_bound=lambda v: 3 * 128 * math.isqrt(v.attrs["n"] ** 3) + 256,
-    doc="FWHT, integer thresholds, FWHT, >> log2 n, crop, optional residual",
+    acc_bound=lambda v: 3 * 128 * math.isqrt(v.attrs["n"] ** 3) + 128 * v.attrs["n"] + 256,
+    doc="FWHT, integer thresholds, FWHT, crop, optional residual, >> (log2 n + oshift), clamp",
 ))
 
 
