@@ -192,14 +192,14 @@ def not_yet(name: str, what: str):
 
 
 not_yet("bench", "Benchmark the engine against PyTorch and ONNX Runtime")
-not_yet("cross-compile", "Build the C backend and runner for an ARM board")
 
 
 def _register() -> None:
     from converter.command import convert
+    from engine.crosscmd import cross_compile
     from training.command import train
-    cli.add_command(convert)
-    cli.add_command(train)
+    for command in (convert, cross_compile, train):
+        cli.add_command(command)
 
 
 _register()

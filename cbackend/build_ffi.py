@@ -43,8 +43,12 @@ def build(variant: str) -> str:
                    extra_compile_args=["-std=c11", "-fopenmp", "-Wall", "-Wextra", "-Wno-unused-parameter",
                                        "-Werror=implicit-function-declaration", *VARIANTS[variant]],
                    extra_link_args=["-fopenmp"])
-    built = ffi.compile(tmpdir=str(ROOT / "build"), verbose=False)
-    return shutil.copy(built, ROOT / "engine")
+    built = pathlib.Path(ffi.compile(tmpdir=str(ROOT / "build"), verbose=False))
+    dest = ROOT / "engine" / built.name
+    tmp = dest.with_suffix(".tmp")
+    shutil.copy(built, tmp)
+    os.replace(tmp, dest)  # a process that has the old module loaded keeps its (unlinked) copy
+    return str(dest)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ int32_t mfe_input_zero_point(const mfe_model *m);
 int mfe_run(mfe_model *m, const uint8_t *input, int32_t n, void *output, int32_t threads,
             char *err, size_t errlen);
 
-/* The instruction set the kernels were built for: "avx2", "neon" or "scalar". */
+/* The instruction set the kernels were built for: "avx512", "avx2", "neon-dotprod", "neon" or "scalar". */
 const char *mfe_isa(void);
 
 #endif
