@@ -13,6 +13,7 @@ deps:
 			gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user >/dev/null; \
 	else echo "not root: install the Debian package dataset-fashion-mnist yourself for the full data set"; fi
 	$(PYTHON) -m pip install -q -r requirements.txt
+	$(PYTHON) -m pip install -q -r requirements-bench.txt
 
 build: $(BUILT)
 
