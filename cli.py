@@ -183,22 +183,12 @@ def inspect(model: str | None, as_json: bool) -> None:
     click.echo(f"peak activation memory: {rep['peak_activation_bytes']} bytes per image")
 
 
-def not_yet(name: str, what: str):
-    @cli.command(name, context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
-                 help=f"{what} (not implemented yet).")
-    def _cmd() -> None:
-        fail(f"'{name}' is not implemented yet")
-    return _cmd
-
-
-not_yet("bench", "Benchmark the engine against PyTorch and ONNX Runtime")
-
-
 def _register() -> None:
+    from benchmarks.command import bench
     from converter.command import convert
     from engine.crosscmd import cross_compile
     from training.command import train
-    for command in (convert, cross_compile, train):
+    for command in (bench, convert, cross_compile, train):
         cli.add_command(command)
 
 
