@@ -13,9 +13,11 @@ import click
 
 PARTS = ("seed", "growth", "models", "hotspots")
 FULL = {"seed_batch": 10, "seed_repeats": 9, "growth": [64, 128, 256, 512, 1024, 2048, 4096], "growth_repeats": 5,
-        "batches": [1, 64], "model_repeats": 9, "calib_images": 16, "hot_repeats": 9, "min_sample_s": 0.05}
+        "batches": [1, 64], "model_repeats": 9, "model_budget_s": 90, "calib_images": 16, "hot_repeats": 9,
+        "min_sample_s": 0.05}
 QUICK = {"seed_batch": 1, "seed_repeats": 3, "growth": [64, 256, 1024], "growth_repeats": 3,
-         "batches": [1, 8], "model_repeats": 3, "calib_images": 16, "hot_repeats": 2, "min_sample_s": 0.005}
+         "batches": [1, 8], "model_repeats": 3, "model_budget_s": 10, "calib_images": 16, "hot_repeats": 2,
+         "min_sample_s": 0.005}
 
 
 @click.command("bench", context_settings={"help_option_names": ["-h", "--help"]})
@@ -96,7 +98,8 @@ def measure(quick: bool, threads: int, parts: set[str], arm: bool = False, quiet
         raise BenchError(f"the engine cannot load: {e}") from None
     result["settings"] = {"mode": "quick" if quick else "full", "threads": thread_list, **cfg,
                           "timing": "median over rounds; each round runs every peer of a table once, in rotated "
-                                    "order; a sample repeats a call until it lasts min_sample_s"}
+                                    "order; a sample repeats a call until it lasts min_sample_s; a models table "
+                                    "stops after model_budget_s once it has 3 rounds"}
     if arm:  # first: fail fast when it is not there
         result["arm"] = _arm(quiet)
     took = result["settings"]["seconds_per_part"] = {}
@@ -113,7 +116,7 @@ def measure(quick: bool, threads: int, parts: set[str], arm: bool = False, quiet
         elif part == "models":
             from . import models
             result["models"] = models.run(thread_list, cfg["batches"], cfg["model_repeats"], cfg["calib_images"],
-                                          cfg["min_sample_s"], quiet=quiet)
+                                          cfg["min_sample_s"], quiet=quiet, budget_s=cfg["model_budget_s"])
         else:
             from . import models
             result["hotspots"] = models.hotspots("mbv2", "engine-int8", cfg["hot_repeats"], cfg["calib_images"],

@@ -28,8 +28,13 @@ def progress(msg: str, quiet: bool = False) -> None:
         print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
 
-def interleaved(peers: dict[str, Callable[[], object]], repeats: int, min_sample_s: float = 0.0) -> dict[str, float]:
-    """Median milliseconds per call of each peer, measured round-robin (see the module doc)."""
+def interleaved(peers: dict[str, Callable[[], object]], repeats: int, min_sample_s: float = 0.0,
+                budget_s: float | None = None, settle_s: float = 0.0) -> dict[str, float]:
+    """Median milliseconds per call of each peer, measured round-robin (see the module doc). With budget_s,
+    rounds stop early once that many seconds have passed (never before 3 rounds): a heavily loaded
+    machine then gives fewer rounds instead of an unbounded run. settle_s: a pause before each sample so
+    the worker threads of the previous peer's runtime (OpenMP, ONNX Runtime's pool) stop spin-waiting
+    before the next peer needs the cores."""
     names = list(peers)
     inner = {}
     for n in names:
@@ -39,10 +44,15 @@ def interleaved(peers: dict[str, Callable[[], object]], repeats: int, min_sample
         dt = time.perf_counter() - t0
         inner[n] = max(1, math.ceil(min_sample_s / dt)) if dt > 0 else 1
     samples: dict[str, list[float]] = {n: [] for n in names}
+    start = time.perf_counter()
     for r in range(max(1, repeats)):
+        if budget_s is not None and r >= 3 and time.perf_counter() - start > budget_s:
+            break
         k = r % len(names)
         for n in names[k:] + names[:k]:
             fn, reps = peers[n], inner[n]
+            if settle_s:
+                time.sleep(settle_s)
             t0 = time.perf_counter()
             for _ in range(reps):
                 fn()

@@ -32,6 +32,7 @@ SAMPLE = os.path.join(ROOT, "zoo", "fashion-mnist-sample.npz")
 DEFAULT_MFE = os.path.join(ROOT, "zoo", "default.mfe")
 CACHE = os.path.join(ROOT, "build", "bench")
 CACHE_VERSION = "1"
+SETTLE_S = 0.01  # multi-thread tables: let the previous runtime's spinning workers go idle (common.interleaved)
 PEERS = ("engine-int8", "engine-mulfree", "torch-fp32", "ort-fp32", "ort-int8")
 SOURCES = ("converter/*.py", "engine/ops/*.py", "engine/format.py", "engine/graph.py", "engine/quant.py",
            "training/layers.py", "training/models.py", "benchmarks/onnx_export.py", "benchmarks/models.py")
@@ -171,7 +172,7 @@ def _kind(peer: str) -> str:
 
 
 def run(threads: list[int], batches: list[int], repeats: int, calib_n: int, min_sample_s: float = 0.0,
-        rss: bool = True, quiet: bool = False) -> dict:
+        rss: bool = True, quiet: bool = False, budget_s: float | None = None) -> dict:
     import torch
 
     import engine
@@ -214,7 +215,7 @@ def run(threads: list[int], batches: list[int], repeats: int, calib_n: int, min_
                     s, feed = sessions[(a, peer)], {"x": x_f[(a, b)]}
                     peers[(a, peer)] = (lambda s, feed: lambda: s.run(None, feed))(s, feed)
             with torch.inference_mode():
-                ms = interleaved(peers, repeats, min_sample_s)
+                ms = interleaved(peers, repeats, min_sample_s, budget_s, SETTLE_S if t > 1 else 0.0)
             for r in rows:
                 r["ms"][f"b{b}_t{t}"] = round(ms[(r["model"], r["peer"])], 4)
         del sessions
