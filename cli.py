@@ -48,11 +48,16 @@ def read_array_file(path: str) -> tuple[np.ndarray, np.ndarray | None]:
     """images (and labels) from a .npy or an .npz with 'images' (and 'labels'); one-line errors."""
     import zipfile
     import zlib
+    import stat
     try:
-        with open(path, "rb") as f:
-            magic = f.read(6)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO must not block
+        with os.fdopen(fd, "rb") as f:
+            regular = stat.S_ISREG(os.fstat(f.fileno()).st_mode)
+            magic = f.read(6) if regular else b""
     except OSError as e:
         fail(f"cannot read {path}: {e.strerror or e}")
+    if not regular:
+        fail(f"cannot read {path}: not a regular file")
     if not (magic.startswith(b"\x93NUMPY") or magic.startswith(b"PK\x03\x04")):
         fail(f"cannot read {path}: not a .npy or .npz file")
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import struct
 import tempfile
 
@@ -195,14 +196,25 @@ def from_bytes(buf: bytes) -> Graph:
     return g.validate()
 
 
-def load(path: str) -> Graph:
+def read_file(path: str) -> bytes:
+    """A model file's bytes: a regular file of at most MAX_FILE bytes (a FIFO or /dev/zero would block
+    or make an unbounded read), else ModelError naming the path."""
     try:
-        size = os.path.getsize(path)
-        if size > MAX_FILE:
-            raise ModelError(f"{path}: {size} bytes is over the {MAX_FILE}-byte limit")
-        with open(path, "rb") as f:
-            return from_bytes(f.read())
-    except ModelError as e:
-        raise ModelError(f"{path}: {e}") from None
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO must not block the open
+        with os.fdopen(fd, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise ModelError(f"{path}: not a regular file")
+            if st.st_size > MAX_FILE:
+                raise ModelError(f"{path}: {st.st_size} bytes is over the {MAX_FILE}-byte limit")
+            return f.read(MAX_FILE + 1)
     except OSError as e:
         raise ModelError(f"{path}: {e.strerror or e}") from None
+
+
+def load(path: str) -> Graph:
+    data = read_file(path)
+    try:
+        return from_bytes(data)
+    except ModelError as e:
+        raise ModelError(f"{path}: {e}") from None

@@ -79,11 +79,7 @@ class Model:
 
 def load(path: str) -> Model:
     """Read and validate a model file (raises ModelError with the problem and its byte offset)."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read(fmt.MAX_FILE + 1)
-    except OSError as e:
-        raise ModelError(f"{path}: {e.strerror}") from None
+    data = fmt.read_file(path)
     try:
         graph = fmt.from_bytes(data)
     except ModelError as e:

@@ -539,6 +539,11 @@ def test_missing_and_unreadable_files(tmp_path):
     (tmp_path / "empty.mfe").write_bytes(b"")
     with pytest.raises(ModelError, match="too short"):
         engine.load(str(tmp_path / "empty.mfe"))
+    os.mkfifo(tmp_path / "fifo.mfe")  # no writer: opening it must not block
+    for path in ("/dev/zero", str(tmp_path / "fifo.mfe")):
+        for load in (engine.load, fmt.load):
+            with pytest.raises(ModelError, match="not a regular file"):
+                load(path)
 
 
 # ---- the loaders' differential test ----

@@ -189,6 +189,9 @@ def test_cli_unreadable_files(capsys, tmp_path):
             (tmp_path / name).write_bytes(content)
         one_line_error(capsys, "cannot read", "run", "--input", str(tmp_path / name))
     one_line_error(capsys, "directory|Invalid value", "run", "--input", str(tmp_path))
+    os.mkfifo(tmp_path / "fifo.npy")  # no writer: must not block
+    one_line_error(capsys, "not a regular file", "run", "--input", str(tmp_path / "fifo.npy"))
+    one_line_error(capsys, "not a regular file", "run", "--input", "/dev/zero")
 
 
 def test_cli_npz_files(capsys, tmp_path):
