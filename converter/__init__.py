@@ -21,7 +21,7 @@ def float_batches(images: np.ndarray, mean, std, batch: int = 128):
     m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
     s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
     for i in range(0, len(images), batch):
-        x = torch.from_numpy(np.ascontiguousarray(images[i:i + batch].transpose(0, 3, 1, 2))).float() / 255
+        x = torch.from_numpy(np.array(images[i:i + batch].transpose(0, 3, 1, 2))).float() / 255  # a writable copy
         yield (x - m) / s
 
 
