@@ -85,5 +85,6 @@ fuzz-build: robustness-deps $(ROBUST)/fuzz_model
 
 fuzz: fuzz-build
 	@mkdir -p $(ROBUST)/corpus
+	$(PYTHON) cbackend/fuzz/make_corpus.py $(ROBUST)/seeds  # seeds of the current op table too
 	$(ROBUST)/fuzz_model -max_total_time=$(FUZZ_SECONDS) -dict=cbackend/fuzz/mfe.dict -timeout=10 \
-		-rss_limit_mb=2048 -print_final_stats=1 $(FUZZ_FLAGS) $(ROBUST)/corpus cbackend/fuzz/corpus
+		-rss_limit_mb=2048 -print_final_stats=1 $(FUZZ_FLAGS) $(ROBUST)/corpus $(ROBUST)/seeds cbackend/fuzz/corpus

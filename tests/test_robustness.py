@@ -546,6 +546,21 @@ def test_missing_and_unreadable_files(tmp_path):
                 load(path)
 
 
+def test_fuzz_seed_corpus_is_current():
+    """The committed seeds load in both loaders (else the fuzzer starts from files the format refuses):
+    after an op table change, run `python cbackend/fuzz/make_corpus.py`."""
+    folder = os.path.join(ROOT, "cbackend", "fuzz", "corpus")
+    files = sorted(os.listdir(folder))
+    assert len(files) >= 20 and sum(os.path.getsize(os.path.join(folder, f)) for f in files) < 400_000
+    for name in files:
+        data = open(os.path.join(folder, name), "rb").read()
+        try:
+            fmt.from_bytes(data)
+        except ModelError as e:
+            pytest.fail(f"{name}: {e}: run `python cbackend/fuzz/make_corpus.py`")
+        assert c_accepts(data), name
+
+
 # ---- the loaders' differential test ----
 
 INTERESTING = (0, 1, 2, 3, 7, 8, 15, 16, 63, 64, 127, 128, 255, 256, 1 << 14, 1 << 16, 2**31 - 1, 2**31, U32)

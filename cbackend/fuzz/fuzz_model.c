@@ -18,7 +18,7 @@
 #include "../tests/work.h"
 
 #define MAX_INPUT (1 << 20)        /* bytes of one model file */
-#define MAX_WORK ((int64_t)4 << 20) /* estimated inner-loop steps per image, times the batch */
+#define MAX_WORK ((int64_t)1 << 20) /* estimated inner-loop steps per image, times the batch */
 #define MAX_ARENA ((size_t)32 << 20)
 #define MAX_BATCH 3
 
