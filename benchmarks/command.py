@@ -25,7 +25,8 @@ QUICK = {"seed_batch": 1, "seed_repeats": 3, "growth": [64, 256, 1024], "growth_
 @click.option("--quick", is_flag=True, help="Under a minute once the model files are cached (build/bench/): 3 rounds, "
               "growth 64/256/1024 channels, seed tensor 1x32x32x1024, batch 8 for 64; same keys.")
 @click.option("--threads", type=click.IntRange(1, 256), default=os.cpu_count() or 1, show_default=True,
-              help="The 'all threads' count; every figure is taken at 1 thread and at this many.")
+              help="The 'all threads' count: the seed and models tables are taken at 1 thread and at this many "
+              "(growth and hotspots at 1).")
 @click.option("--plot", "plot_dir", type=click.Path(file_okay=False), help="Write PNG charts into this folder (matplotlib).")
 @click.option("--only", "only", type=click.Choice(PARTS), multiple=True,
               help="Run only these parts (repeatable); default: all.")

@@ -10,7 +10,9 @@ Prepared files (converted .mfe, fp32 checkpoint, .onnx) are cached under build/b
 weights, the calibration size, the package versions and the sources that make them.
 Every figure: median of interleaved rounds (common.interleaved) over all peers of one (batch, threads)
 group. Peak RSS: benchmarks/rss_child.py per peer, in its own process. Hotspots: every node of our int8
-mbv2 as a one-node graph (engine.builder.GraphBuilder) with its own shapes and weights, timed side by side."""
+mbv2 as a one-node graph (engine.builder.GraphBuilder) with its own shapes and weights, fed its real input
+(the activations of a sample image, by the numpy reference: our kernels' speed depends on the data), timed
+side by side with the whole model; each minus a one-clamp graph on the same input (call overhead)."""
 from __future__ import annotations
 
 import concurrent.futures
@@ -248,7 +250,8 @@ def _label(g, node) -> str:
 
 
 def single_op_graph(g, node):
-    """The node alone: a graph whose input has the node's input shape (twice for two-input ops)."""
+    """The node alone: a graph whose input has the node's input shape (twice for two-input ops: an add
+    then sees its first input twice)."""
     from engine import ops
     from engine.builder import GraphBuilder
     b = GraphBuilder(g.tensors[node.inputs[0]].shape)
@@ -266,12 +269,14 @@ def hotspots(arch: str = "mbv2", variant: str = "engine-int8", repeats: int = 5,
     whole = engine.load(p["files"][variant])
     g = whole.graph
     progress(f"hotspots: {len(g.nodes)} single-op graphs of {arch} ({variant}), batch 1, 1 thread", quiet)
-    peers = {"__model__": engine_runner(whole, sample_images(1), 1)}
-    rng = np.random.default_rng(0)
+    image = sample_images(1)
+    peers = {"__model__": engine_runner(whole, image, 1)}
+    acts = activations(g, image)
     shapes = {}
     for node in g.nodes:
         m = engine.from_graph(single_op_graph(g, node), name=node.name)
-        x = rng.integers(0, 256, (1, *m.input_shape), dtype=np.uint8)
+        # the node's real input on a sample image: int8 a enters a one-node graph as uint8 a + 128 (zero point)
+        x = (acts[node.inputs[0]].astype(np.int16) + 128).astype(np.uint8)
         peers[node.name] = engine_runner(m, x, 1)
         shp = g.tensors[node.inputs[0]].shape
         if shp not in shapes:  # what a one-node call costs beyond the op: the call, input quantisation, a clamp
@@ -301,6 +306,15 @@ def hotspots(arch: str = "mbv2", variant: str = "engine-int8", repeats: int = 5,
     return {"model": arch, "variant": variant, "batch": 1, "threads": 1, "model_ms": round(model_ms, 4),
             "sum_of_single_ops_ms": round(sum(n["ms"] for n in nodes), 4), "sum_of_net_ms": round(total, 4),
             "by_kind": kinds, "top": sorted(nodes, key=lambda n: -n["net_ms"])[:top]}
+
+
+def activations(g, u8: np.ndarray) -> dict[int, np.ndarray]:
+    """Every tensor of graph g on images u8, by the numpy reference (the executable spec)."""
+    from engine import ops
+    vals = {g.input: g.quantize_input(u8)}
+    for node in g.nodes:
+        vals[node.output] = ops.OPS[node.op].reference(g.view(node), [vals[i] for i in node.inputs])
+    return vals
 
 
 def _clamp_graph(shape):
