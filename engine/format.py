@@ -94,6 +94,23 @@ def _span_in(at: int, size: int, lo: int, hi: int) -> bool:
     return lo <= at <= hi and 0 <= size <= hi - at
 
 
+def _check_disjoint_blobs(buf: bytes, n_at: int, nn: int) -> None:
+    """Non-empty blob spans may not overlap: with aliasing, a small file could make every node check
+    and copy the same large blob again (work and memory far beyond the file's size). Checked over all
+    span slots of every node record before any blob is read, as the C loader does."""
+    slots_at = NODE.size - 16 * ops.MAX_BLOBS
+    spans = []
+    for i in range(nn):
+        at = n_at + i * NODE.size + slots_at
+        f = struct.unpack_from(f"<{2 * ops.MAX_BLOBS}Q", buf, at)
+        spans += [(f[2 * j], i, j, f[2 * j + 1]) for j in range(ops.MAX_BLOBS) if f[2 * j + 1]]
+    spans.sort()
+    for (a0, n0, _, s0), (a1, n1, j1, s1) in zip(spans, spans[1:]):
+        if a1 - a0 < s0:
+            raise ModelError(f"node {n1}: blob [{a1}, +{s1}) overlaps a blob of node {n0} "
+                             f"at offset {n_at + n1 * NODE.size + slots_at + 16 * j1}")
+
+
 def from_bytes(buf: bytes) -> Graph:
     """Parse and validate a model file; every problem raises ModelError naming it and its byte offset."""
     if len(buf) < BODY_AT:
@@ -153,6 +170,7 @@ def from_bytes(buf: bytes) -> Graph:
         t = Tensor(str(tnames[i]), (h, w, c), DTYPE_NAMES[dt], scale, at=at)
         check_tensor(t)  # before anything multiplies the dims
         tensors.append(t)
+    _check_disjoint_blobs(buf, n_at, nn)
     nodes = []
     for i in range(nn):
         at = n_at + i * NODE.size

@@ -275,12 +275,32 @@ def test_blob_spans(j, at, size, words):
     both_reject(patch(data, slot, "QQ", cur_at if at is None else at, size), words)
 
 
+def test_aliased_blobs_are_refused():
+    """Found by this issue: nodes could share (alias) one blob span, so a 20 MB file of 65,536 1x1 convs
+    sharing a 10 MB weight blob made the C loader pack ~650 GB of weights and both loaders scan the
+    blob 65,536 times. Blob spans must now be disjoint, checked before any blob is read."""
+    b = GraphBuilder((1, 1, 64))
+    for _ in range(2):
+        b.add("conv2d", 0, cout=32, kh=1, kw=1, stride_h=1, stride_w=1, pad_t=0, pad_l=0, pad_b=0, pad_r=0,
+              groups=1, weight=np.ones((32, 1, 1, 64)), bias=np.zeros(32), mult=np.ones(32), shift=np.zeros(32))
+    b.add("add", [1, 2], mult_a=1, mult_b=1, shift=1)
+    data = pack(b.build())
+    s0, s1 = node_at(data, 0) + BLOBS_AT, node_at(data, 1) + BLOBS_AT
+    weight0 = struct.unpack_from("<QQ", data, s0)
+    both_reject(patch(data, s1, "QQ", *weight0), "overlaps")  # the same weights
+    both_reject(patch(data, s1, "QQ", weight0[0] + 64, weight0[1]), "overlaps")  # partly
+    both_reject(patch(data, s0 + 16, "QQ", weight0[0] + 1984, 128), "overlaps|misaligned")  # bias inside the weights
+    at, size = struct.unpack_from("<QQ", data, s1 + 16)
+    fmt.from_bytes(patch(data, s1 + 16, "QQ", at, size))  # disjoint again: fine
+
+
 def test_blob_sizes_disagreeing_with_the_shape_rule():
     data = pack(conv_graph())
     slot = node_at(data, 0) + BLOBS_AT
     at, size = struct.unpack_from("<QQ", data, slot)
     both_reject(patch(data, slot, "QQ", at, size - 1), "weight|sizes", offset=False)
-    both_reject(patch(data, slot + 16, "QQ", at, size), "bias|sizes", offset=False)
+    bias_at, bias_size = struct.unpack_from("<QQ", data, slot + 16)
+    both_reject(patch(data, slot + 16, "QQ", bias_at, bias_size - 4), "bias|sizes", offset=False)
 
 
 @pytest.mark.parametrize("op", sorted(ops.OPS))

@@ -131,6 +131,39 @@ static int parse_nodes(mfe_model *m, uint64_t at, uint64_t blobs_at, uint8_t *pr
     return MFE_OK;
 }
 
+/* Non-empty blob spans may not overlap: with aliasing, a small file could make every node check,
+ * copy and pack the same large blob again (work and memory far beyond the file's size). Checked over
+ * all four span slots of every node record before any blob is read. */
+typedef struct { uint64_t at, size; int32_t node; int32_t slot; } blob_span;
+
+static int cmp_span(const void *a, const void *b) {
+    const blob_span *x = a, *y = b;
+    return x->at < y->at ? -1 : x->at > y->at ? 1 : (x->node > y->node) - (x->node < y->node);
+}
+
+static int check_disjoint_blobs(const mfe_model *m, uint64_t n_at, char *err, size_t errlen) {
+    blob_span *s = malloc(sizeof *s * (size_t)m->nn * MFE_MAX_BLOBS);
+    if (!s) MFE_FAIL(MFE_ENOMEM, "out of memory");
+    size_t k = 0;
+    for (int32_t i = 0; i < m->nn; i++)
+        for (int j = 0; j < MFE_MAX_BLOBS; j++) {
+            const uint8_t *q = m->file + n_at + (uint64_t)i * MFE_NODE_SIZE + MFE_NODE_SIZE - 16 * (MFE_MAX_BLOBS - j);
+            uint64_t size = rd64(q + 8);
+            if (size) s[k++] = (blob_span){rd64(q), size, i, j};
+        }
+    qsort(s, k, sizeof *s, cmp_span);
+    for (size_t i = 1; i < k; i++)
+        if (s[i].at - s[i - 1].at < s[i - 1].size) {  /* s[i].at >= s[i-1].at: no wrap */
+            int32_t node = s[i].node, slot = s[i].slot, other = s[i - 1].node;
+            unsigned long long at = (unsigned long long)s[i].at, size = (unsigned long long)s[i].size;
+            free(s);
+            MFE_FAIL(MFE_EFORMAT, "node %d: blob [%llu, +%llu) overlaps a blob of node %d at offset %llu", node, at, size,
+                     other, (unsigned long long)(n_at + (uint64_t)node * MFE_NODE_SIZE + MFE_NODE_SIZE - 16 * (MFE_MAX_BLOBS - slot)));
+        }
+    free(s);
+    return MFE_OK;
+}
+
 /* Largest sum of bytes of the tensors live at one step (the input before node 0, then each node), per
  * image: what any arena needs. A tensor lives from the step that writes it to its last reader. */
 static int64_t live_bytes(const mfe_model *m) {
@@ -211,8 +244,10 @@ static int parse(mfe_model *m, char *err, size_t errlen) {
         t->bytes = (size_t)dh * dw * dc * (dt == MFE_DT_INT8 ? 1 : 4);
     }
     produced[m->input] = 1;
-    int rc = m->t[m->input].dtype == MFE_DT_INT8 ? parse_nodes(m, n_at, b_at, produced, err, errlen)
-                                                  : (snprintf(err, errlen, "input tensor must be int8"), MFE_EFORMAT);
+    int rc = check_disjoint_blobs(m, n_at, err, errlen);
+    if (!rc)
+        rc = m->t[m->input].dtype == MFE_DT_INT8 ? parse_nodes(m, n_at, b_at, produced, err, errlen)
+                                                 : (snprintf(err, errlen, "input tensor must be int8"), MFE_EFORMAT);
     int out_ok = produced[m->output];
     free(produced);
     if (rc) return rc;
