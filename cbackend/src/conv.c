@@ -4,6 +4,7 @@
 #include <string.h>
 #include "arch.h"
 #include "internal.h"
+#include "x86.h"
 #include "neon.h"
 
 /* ---- dot product of int8 vectors: the 1x1 / linear inner loop ---- */
@@ -117,7 +118,9 @@ static void conv_tap__neon(int32_t *acc, const int8_t *x, const int8_t *w, int32
     for (; o < cout; o++)
         for (int32_t c = 0; c < cin; c++) acc[o] += (int32_t)x[c] * w[(size_t)c * cout + o];
 }
-#define MFE_CONV_PACK_DENSE 1  /* NEON builds pack dense weights for conv_tap */
+#endif
+#ifdef MFE_ISA_SIMD
+#define MFE_CONV_PACK_DENSE 1  /* SIMD builds pack dense weights for conv_tap (x86: the scalar loop, vectorised along cout) */
 #else
 #define MFE_CONV_PACK_DENSE 0
 #endif
@@ -205,7 +208,13 @@ static void requant_row__neon(int8_t *dst, const int32_t *acc, const mfe_node *n
 }
 #endif
 
-#define requant_row MFE_KERNEL_NEON(requant_row)
+#ifdef MFE_ISA_AVX2
+static void requant_row__avx2(int8_t *dst, const int32_t *acc, const mfe_node *nd, int32_t c, int32_t lo, int32_t hi) {
+    mfe_requant_row__x86(dst, acc, nd->blob[MFE_CONV2D_B_MULT], nd->blob[MFE_CONV2D_B_SHIFT], c, lo, hi);
+}
+#endif
+
+#define requant_row MFE_KERNEL(requant_row)
 
 void mfe_run_conv2d(const mfe_ctx *c, const void *in0, const void *in1, void *out) {
     (void)in1;

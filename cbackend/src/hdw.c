@@ -6,6 +6,7 @@
 #include "arch.h"
 #include "internal.h"
 #include "neon.h"
+#include "x86.h"
 
 MFE_SCALAR_FN void hdw_tap__scalar(int32_t *acc, const int8_t *x, const int32_t *w, int32_t c, int32_t xs, int32_t ef) {
     for (int32_t i = 0; i < c; i++) {
@@ -61,8 +62,9 @@ MFE_SCALAR_FN void hdw_requant__scalar(int8_t *dst, const int32_t *acc, const in
     for (int32_t i = 0; i < c; i++) dst[i] = mfe_requant(acc[i], mult[i], shift[i], lo, hi);
 }
 
-#define hdw_requant MFE_KERNEL_NEON(hdw_requant)
+#define hdw_requant MFE_KERNEL(hdw_requant)
 #define hdw_requant__neon mfe_requant_row__neon
+#define hdw_requant__avx2 mfe_requant_row__x86
 
 int mfe_prepare_hdw(const mfe_model *m, mfe_node *nd, char *err, size_t errlen) {
     const mfe_tensor *x = &m->t[nd->in[0]], *y = &m->t[nd->out];
