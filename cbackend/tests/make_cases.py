@@ -5,7 +5,7 @@ outputs the numpy reference (the executable spec) gives for them.
 
 For every case NAME: NAME.mfe (the model), NAME.in (u32 image count n, then n uint8 NHWC images),
 NAME.out (the reference output, n images, little-endian int8 or int32 as the model's output dtype).
-Also NAME.bad files: damaged models that a loader must refuse. The cases: the zoo model, every op on
+Also NAME.bad files: damaged models that a loader must refuse. The cases: the zoo models, every op on
 random and extreme (all +127, all -128, alternating) inputs and weights, and small multi-op graphs.
 """
 from __future__ import annotations
@@ -49,9 +49,17 @@ def chain(rng: np.random.Generator, h: int = 6, w: int = 5, c: int = 6) -> Graph
     return b.build()
 
 
-def graphs(per_op: int = 3) -> list[tuple[str, Graph, str]]:
-    """(name, graph, input edge) for every case."""
-    out = [("zoo_default", fmt.load(DEFAULT), "random")]
+def zoo_models() -> list[tuple[str, Graph, str]]:
+    """Every model shipped in zoo/ (their inputs: the embedded Fashion-MNIST sample images)."""
+    folder = os.path.join(ROOT, "zoo")
+    return [("zoo_" + name[:-4].replace("-", "_"), fmt.load(os.path.join(folder, name)), "sample")
+            for name in sorted(os.listdir(folder)) if name.endswith(".mfe")]
+
+
+def graphs(per_op: int = 3, zoo: bool = False) -> list[tuple[str, Graph, str]]:
+    """(name, graph, input edge) for every case: the default zoo model (all zoo models with zoo=True),
+    every op on random and extreme inputs, small multi-op chains."""
+    out = zoo_models() if zoo else [("zoo_default", fmt.load(DEFAULT), "random")]
     for op in sorted(ops.OPS):
         rng = np.random.default_rng(7000 + ops.OPS[op].code)
         for i in range(per_op):
@@ -86,9 +94,14 @@ def damaged() -> list[tuple[str, bytes]]:
 def write(folder: str, n_images: int = 5) -> list[str]:
     os.makedirs(folder, exist_ok=True)
     names = []
-    for name, g, edge in graphs():
+    sample = np.load(os.path.join(ROOT, "zoo", "fashion-mnist-sample.npz"))["images"]
+    for name, g, edge in graphs(zoo=True):
         rng = np.random.default_rng(len(names))
-        x = images(rng, n_images, g.tensors[g.input].shape, edge)
+        shape = g.tensors[g.input].shape
+        if edge == "sample" and sample.shape[1:] == shape:
+            x = sample[:n_images]
+        else:
+            x = images(rng, n_images, shape, "random" if edge == "sample" else edge)
         y = g.run_reference(g.quantize_input(x))
         path = os.path.join(folder, name)
         fmt.save(g, path + ".mfe")

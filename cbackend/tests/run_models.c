@@ -18,6 +18,8 @@
 #include "internal.h"
 #include "work.h"
 
+#define DAMAGE_MAX_BYTES (256 << 10)  /* larger models (the trained zoo one) skip the cut/edit sweep */
+
 static int failures;
 
 #define EXPECT(cond, ...)                                                  \
@@ -204,7 +206,7 @@ static void check_case(const char *path) {
         EXPECT(jobs[i].ok, "%s: thread %d differs from the reference", path, i);
     }
     printf("ok %s (%d images)\n", path, n);
-    damage(path, data, size, x, in_size - 4);
+    if (size <= DAMAGE_MAX_BYTES) damage(path, data, size, x, in_size - 4);  /* each edit rehashes the file */
 done:
     free(data);
     free(in);
