@@ -201,24 +201,8 @@ _register()
 
 
 def main(argv: list[str] | None = None) -> int:
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
-    try:
-        cli.main(args=argv, standalone_mode=False)
-        return 0
-    except click.exceptions.Exit as e:
-        return e.exit_code
-    except click.exceptions.Abort:
-        click.echo("error: aborted", err=True)
-        return 1
-    except click.ClickException as e:
-        click.echo(f"error: {e.format_message()}", err=True)
-        return 1
-    except Exception as e:  # noqa: BLE001 - the CLI's contract: one line, no traceback
-        if debug:
-            raise
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        click.echo(f"error: {msg}", err=True)
-        return 1
+    from engine.climain import standalone
+    return standalone(cli, argv)
 
 
 if __name__ == "__main__":

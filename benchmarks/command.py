@@ -283,14 +283,8 @@ def _la(v) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m benchmarks`: the command alone, with the CLI's one-line errors."""
-    try:
-        bench.main(args=argv, prog_name="bench", standalone_mode=False)
-        return 0
-    except click.exceptions.Exit as e:
-        return e.exit_code
-    except click.ClickException as e:
-        click.echo(f"error: {e.format_message()}", err=True)
-        return 1
+    from engine.climain import standalone
+    return standalone(bench, argv, "bench")
 
 
 if __name__ == "__main__":

@@ -53,14 +53,8 @@ def cross_compile(target: str, cpu: str, out_dir: str, scalar: bool, no_smoke: b
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m engine.crosscmd`: the command alone, with the CLI's one-line errors."""
-    try:
-        cross_compile.main(args=argv, prog_name="cross-compile", standalone_mode=False)
-        return 0
-    except click.exceptions.Exit as e:
-        return e.exit_code
-    except click.ClickException as e:
-        click.echo(f"error: {e.format_message()}", err=True)
-        return 1
+    from engine.climain import standalone
+    return standalone(cross_compile, argv, "cross-compile")
 
 
 if __name__ == "__main__":

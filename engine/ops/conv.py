@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ..quant import INT32_MAX, is_pow2, requantize
+from ..quant import INT32_MAX, requantize
 from . import ACT, RQ_BLOBS, Attr, Blob, Cost, NodeView, Op, register, requant_cost, rq_shapes
 
 CONV_ATTRS = (
