@@ -594,14 +594,14 @@ def mutate(data: bytes, rng: np.random.Generator, base: bytes) -> bytes:
         regions.append((h["blobs"], len(data)))
     lo, hi = regions[int(rng.integers(len(regions)))]
     buf = bytearray(data)
-    at = min(int(rng.integers(lo, hi)) & ~3, len(buf) - 4)
+    at = max(0, min(int(rng.integers(lo, hi)) & ~3, len(buf) - 4))
     kind = rng.integers(7)
-    if kind == 4:  # cut
+    if kind == 4 and len(buf) > 72:  # cut (at least 64 bytes stay)
         del buf[int(rng.integers(64, len(buf))):]
     elif kind == 5:  # extend
         buf += bytes(int(rng.integers(1, 130)))
-    elif kind == 6:  # copy 8 bytes from elsewhere
-        src = int(rng.integers(64, len(buf)))
+    elif kind == 6 and len(data) > 72:  # copy 8 bytes from elsewhere
+        src = int(rng.integers(64, len(data) - 8))
         buf[at:at + 8] = data[src:src + 8]
     elif kind == 0:
         buf[at + int(rng.integers(4))] ^= 1 << int(rng.integers(8))
