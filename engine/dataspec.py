@@ -22,6 +22,8 @@ def load_spec(spec: str, default_split: str = "test") -> tuple[np.ndarray, np.nd
     try:
         n = int(rest[1]) if len(rest) > 1 else None
     except ValueError:
-        raise ValueError(f"bad image count in {spec!r}") from None
+        n = -1
+    if n is not None and n < 1:
+        raise ValueError(f"bad image count in {spec!r}: give a positive number")
     images, labels = load_cifar10(folder, split) if folder else load_fashion_mnist(split)
     return images[:n], labels[:n]
