@@ -65,7 +65,7 @@ def test_resnet20_structured_decomposes_exactly():
     x = torch.randn(2, 1, 28, 28, dtype=torch.float64)
     for mod in m.modules():
         if isinstance(mod, StructuredConv2d):
-            torch.nn.init.normal_(mod.alpha)
+            torch.nn.init.normal_(mod.alpha_p)
     with torch.no_grad():
         want = m(x)
         # swap every structured conv for its sum-pool + small conv decomposition

@@ -44,6 +44,9 @@ Example:
 @click.option("--struct-lambda", type=float, default=0.0, show_default=True,
               help="Weight of the structural regularization loss (regularized "
                    "StructuredConv2d only).")
+@click.option("--config", "config_items", multiple=True, metavar="KEY=VALUE",
+              help="Architecture option (repeatable), e.g. --config channel_ratio=1.0 "
+                   "--config k_prime=2 for resnet20-structured.")
 @click.option("--threads", type=int, default=None, help="torch CPU threads.")
 @click.option("--max-batches", type=int, default=None,
               help="Limit batches per epoch (smoke tests).")
@@ -53,7 +56,8 @@ Example:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(arch, dataset, data_dir, epochs, output, device, seed, resume, width, batch_size, lr,
           momentum, weight_decay, schedule, sgdr_t0, sgdr_mult, label_smoothing,
-          threshold_lr_scale, struct_lambda, threads, max_batches, test_limit, as_json, quiet):
+          threshold_lr_scale, struct_lambda, config_items, threads, max_batches, test_limit, as_json,
+          quiet):
     """Train a model and write a checkpoint (state_dict + arch + config +
     normalisation + test accuracy)."""
     if batch_size < 1 or (max_batches is not None and max_batches < 1):
@@ -62,6 +66,15 @@ def train(arch, dataset, data_dir, epochs, output, device, seed, resume, width, 
         raise click.ClickException("--label-smoothing must be in [0, 1)")
     if width <= 0:
         raise click.ClickException("--width must be > 0")
+    config = {}
+    for item in config_items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.ClickException(f"--config {item!r}: expected KEY=VALUE")
+        try:
+            config[key] = json.loads(value)
+        except json.JSONDecodeError:
+            config[key] = value
     from .trainer import UserError, run
     if threshold_lr_scale is None:
         threshold_lr_scale = 0.01 if arch == "mbv2-thesis" else 1.0
@@ -72,7 +85,7 @@ def train(arch, dataset, data_dir, epochs, output, device, seed, resume, width, 
                       sgdr_t0=sgdr_t0, sgdr_mult=sgdr_mult, label_smoothing=label_smoothing,
                       data_dir=data_dir, max_batches=max_batches, test_limit=test_limit,
                       threshold_lr_scale=threshold_lr_scale, struct_lambda=struct_lambda,
-                      threads=threads, progress=not quiet)
+                      config=config, threads=threads, progress=not quiet)
     except UserError as e:
         raise click.ClickException(str(e)) from None
     if as_json:

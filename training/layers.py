@@ -400,8 +400,8 @@ class StructuredDecomposed(nn.Sequential):
 class StructuredConv2d(nn.Module):
     """Structured 3x3 (or N x N) convolution, groups=1.
 
-    mode='composite' (default): the trainable parameter is ``alpha``
-    (O, C', N', N'); the kernel is always exactly structured.
+    mode='composite' (default): the trainable parameter is ``alpha_p`` = alpha
+    (O, C', N', N') times its coverage; the kernel is always exactly structured.
     mode='regularized': an ordinary ``weight`` (O, C, N, N) is trained; add
     ``structural_loss()`` (times a lambda) to the loss; ``decompose()``
     projects onto the structure first (exact when the loss is zero)."""
@@ -423,12 +423,15 @@ class StructuredConv2d(nn.Module):
         fan_in = in_channels * kernel_size * kernel_size
         bound = math.sqrt(6.0 / fan_in)          # kaiming-uniform for ReLU
         if mode == "composite":
-            # each alpha is summed into kc*kh*kw kernel taps on average ~ that many;
-            # scale so the composite kernel has roughly kaiming variance
-            cover = self.pool_kernel[0] * self.pool_kernel[1] * self.pool_kernel[2]
+            # each alpha feeds ~cover kernel taps, so a plain alpha would move the
+            # kernel ~cover^2 times faster than an ordinary conv at the same LR (and
+            # BatchNorm's running statistics lag behind). Train alpha_p = alpha * cover:
+            # gradient steps then move the kernel like an ordinary conv's.
+            self.cover = self.pool_kernel[0] * self.pool_kernel[1] * self.pool_kernel[2]
             alpha = torch.empty(out_channels, c_prime, k_prime, k_prime)
-            nn.init.uniform_(alpha, -bound / math.sqrt(cover), bound / math.sqrt(cover))
-            self.alpha = nn.Parameter(alpha)
+            # roughly kaiming variance for the composite kernel
+            nn.init.uniform_(alpha, -bound / math.sqrt(self.cover), bound / math.sqrt(self.cover))
+            self.alpha_p = nn.Parameter(alpha * self.cover)
         else:
             w = torch.empty(out_channels, in_channels, kernel_size, kernel_size)
             nn.init.uniform_(w, -bound, bound)
@@ -445,7 +448,7 @@ class StructuredConv2d(nn.Module):
     def structured_alpha(self) -> torch.Tensor:
         """alpha (exact in composite mode; least-squares projection otherwise)."""
         if self.mode == "composite":
-            return self.alpha
+            return self.alpha_p / self.cover
         w = self.weight.reshape(self.out_channels, -1)
         return (w @ self._pinv.t()).view(self.out_channels, self.c_prime,
                                          self.k_prime, self.k_prime)
@@ -461,7 +464,7 @@ class StructuredConv2d(nn.Module):
 
     def structural_loss(self) -> torch.Tensor:
         if self.mode == "composite":
-            return self.alpha.new_zeros(())
+            return self.alpha_p.new_zeros(())
         proj = self._basis @ self._pinv
         return structural_loss(self.weight, self.c_prime, self.k_prime, projector=proj)
 

@@ -36,10 +36,14 @@ class Progress:
         self.every = 0.2 if self.tty else every
         self.t0 = self.last = time.time()
 
+    def due(self, done: int) -> bool:
+        """Whether update(done, ...) would draw (lets callers skip building ``info``)."""
+        return done >= self.total or time.time() - self.last >= self.every
+
     def update(self, done: int, info: str, force: bool = False) -> None:
-        now = time.time()
-        if not force and now - self.last < self.every and done < self.total:
+        if not (force or self.due(done)):
             return
+        now = time.time()
         self.last = now
         width = 24
         fill = int(width * done / max(1, self.total))
@@ -138,6 +142,8 @@ def run(arch: str, dataset: str = "fashion-mnist", epochs: int = 1, output: str 
         raise UserError("--device cuda requested but torch.cuda.is_available() is False")
     if threads:
         torch.set_num_threads(threads)
+    if device == "cuda":
+        torch.backends.cudnn.benchmark = True
     if epochs < 1:
         raise UserError("--epochs must be >= 1")
     if dataset not in data_mod.DATASETS:
@@ -223,7 +229,10 @@ def run(arch: str, dataset: str = "fashion-mnist", epochs: int = 1, output: str 
         torch.manual_seed(seed * 100003 + epoch)
         order = rng.permutation(len(xtr))
         bar = Progress(steps, f"epoch {epoch + 1}/{epochs}") if progress else None
-        loss_sum, correct, seen = 0.0, 0, 0
+        # running sums stay on the device: a .item() per batch would stall the GPU queue
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        seen = 0
         for b in range(steps):
             idx = order[b * batch_size:(b + 1) * batch_size]
             imgs = data_mod.augment(xtr[idx], rng, aug["pad"], aug["flip"])
@@ -239,14 +248,18 @@ def run(arch: str, dataset: str = "fashion-mnist", epochs: int = 1, output: str 
             opt.step()
             clamp_thresholds_(model)
             sched.step()
-            if not math.isfinite(loss.item()):
-                raise UserError(f"loss became {loss.item()} at epoch {epoch + 1} batch {b + 1}; "
-                                "try a lower --lr")
-            loss_sum += loss.item() * len(idx)
-            correct += (out.argmax(1) == y).sum().item()
+            loss_sum += loss.detach() * len(idx)
+            correct += (out.argmax(1) == y).sum()
             seen += len(idx)
-            if bar:
-                bar.update(b + 1, f"loss {loss_sum / seen:.4f} acc {100 * correct / seen:.2f}%")
+            if (bar and bar.due(b + 1)) or b + 1 == steps:
+                mean_loss = loss_sum.item() / seen
+                if not math.isfinite(mean_loss):
+                    raise UserError(f"loss became {mean_loss} in epoch {epoch + 1} (by batch "
+                                    f"{b + 1}); try a lower --lr")
+                if bar:
+                    bar.update(b + 1, f"loss {mean_loss:.4f} "
+                                      f"acc {100 * correct.item() / seen:.2f}%")
+        loss_sum, correct = loss_sum.item(), correct.item()
         acc, test_loss = evaluate(model, xte, yte, norm, device)
         secs = time.time() - t0
         rec = {"epoch": epoch + 1, "train_loss": loss_sum / max(1, seen),
