@@ -79,3 +79,37 @@ def test_pointwise_gemm_shapes(cin, cout):
               bias=rng.integers(-5000, 5000, cout), **requant(rng, cout, 128 * 64 * cin, False))
         g = b.build()
         check(g, images(rng, 3, g.tensors[0].shape, edge), threads=2)
+
+
+@pytest.mark.parametrize("pixels", [1, 2, 3, 4, 5, 7, 8, 9, 12, 49])
+def test_pointwise_gemm_pixel_tails(pixels):
+    """The GEMM runs blocks of 8, 4, 2 or 1 pixels: every tail length, channels off the 16-wide blocks."""
+    from engine.builder import GraphBuilder
+    from randgraph import requant, weights
+    rng = np.random.default_rng(pixels)
+    for cin, cout in ((5, 40), (96, 576)):
+        b = GraphBuilder((1, pixels, cin))
+        b.add("conv2d", 0, cout=cout, kh=1, kw=1, stride_h=1, stride_w=1, groups=1, weight=weights(rng, (cout, 1, 1, cin), "random"),
+              bias=rng.integers(-5000, 5000, cout), **requant(rng, cout, 128 * 64 * cin, False))
+        g = b.build()
+        check(g, images(rng, 1, g.tensors[0].shape, "random"))
+        check(g, images(rng, 2, g.tensors[0].shape, "random"), threads=2)
+
+
+@pytest.mark.parametrize("stride", [1, 2, 3])
+@pytest.mark.parametrize("c", [1, 7, 16, 21, 48])
+def test_depthwise3x3_shapes(stride, c):
+    """Depthwise 3x3 row kernel: widths around its 4-pixel blocks, channel tails, padding (asymmetric,
+    non-zero pad_value, wider than the kernel's reach), strides."""
+    from engine.builder import GraphBuilder
+    from randgraph import requant, weights
+    rng = np.random.default_rng(100 * c + stride)
+    for w, pads, pv in ((1, (1, 1, 1, 1), 0), (5, (0, 1, 2, 0), -128), (9, (1, 1, 1, 1), 0), (13, (2, 0, 0, 2), 55), (4, (0, 0, 0, 0), 0)):
+        for edge in EDGES:
+            b = GraphBuilder((3 + stride, w, c))
+            b.add("conv2d", 0, cout=c, kh=3, kw=3, stride_h=stride, stride_w=stride, pad_t=pads[0], pad_l=pads[1],
+                  pad_b=pads[2], pad_r=pads[3], groups=c, pad_value=pv, weight=weights(rng, (c, 3, 3, 1), edge),
+                  bias=rng.integers(-5000, 5000, c), **requant(rng, c, 128 * 64 * 9, rng.random() < 0.3),
+                  act_lo=int(rng.choice([-128, 0])))
+            g = b.build()
+            check(g, images(rng, 2, g.tensors[0].shape, edge), threads=1 + (w % 2))

@@ -86,6 +86,65 @@ static void dw_tap__neon(int32_t *acc, const int8_t *x, const int8_t *w, int32_t
 
 #define dw_tap MFE_KERNEL(dw_tap)
 
+/* ---- depthwise 3x3 rows (AVX-512): channels in lanes, four output pixels at a time with their int32
+ * accumulators in registers across all nine taps, requantised in registers and stored as int8. Weights
+ * are int32 lanes holding (w, 0) as int16 pairs, so vpdpwssd on a sign-extended input (x, x < 0 ? -1 : 0)
+ * adds exactly x * w. Padded taps read pad_value. Other builds and shapes take the tap loop below. ---- */
+
+#ifdef MFE_ISA_AVX512
+#ifdef MFE_ISA_VNNI
+#define DPW(acc, x, w) _mm512_dpwssd_epi32((acc), (x), (w))
+#else
+#define DPW(acc, x, w) _mm512_add_epi32((acc), _mm512_madd_epi16((x), (w)))
+#endif
+#define MFE_CONV_DW3 1
+
+typedef struct {
+    const int8_t *rows[3];  /* input rows of the three taps, NULL where padding */
+    int32_t w_in, cstride, sw, pl;
+} dw3_geom;
+
+/* NPIX output pixels from ox, channels c0 .. c0 + 15 (mask km); SW is the stride (1 or 2). */
+static inline __attribute__((always_inline)) void dw3_pixels(int8_t *y, const dw3_geom *g, int32_t ox, int32_t c0,
+                                                              __mmask16 km, const __m512i w[9], __m512i bias, __m512i padv,
+                                                              const mfe_rq16 *q, const int NPIX, const int SW) {
+    __m512i acc[4];
+    for (int p = 0; p < NPIX; p++) acc[p] = bias;
+    const int32_t ix0 = ox * SW - g->pl;
+    for (int ky = 0; ky < 3; ky++) {
+        __m512i xv[3 * 2 + 3];
+        const int8_t *row = g->rows[ky];
+        for (int i = 0; i < (NPIX - 1) * SW + 3; i++) {
+            int32_t ix = ix0 + i;
+            xv[i] = row && ix >= 0 && ix < g->w_in
+                        ? _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(km, row + (size_t)ix * g->cstride + c0)) : padv;
+        }
+        for (int kx = 0; kx < 3; kx++)
+            for (int p = 0; p < NPIX; p++) acc[p] = DPW(acc[p], xv[p * SW + kx], w[ky * 3 + kx]);
+    }
+    for (int p = 0; p < NPIX; p++) _mm_mask_storeu_epi8(y + (size_t)(ox + p) * g->cstride + c0, km, mfe_rq16_apply(acc[p], q));
+}
+
+static inline __attribute__((always_inline)) void dw3_row_sw(int8_t *y, const dw3_geom *g, int32_t wout, int32_t c,
+                                                              const int32_t *w32, const int32_t *bias, const int32_t *mult,
+                                                              const int32_t *shift, int32_t pv, int32_t lo, int32_t hi, const int SW) {
+    const __m512i padv = _mm512_set1_epi32(pv);  /* as a sign-extended input byte */
+    for (int32_t c0 = 0; c0 < c; c0 += 16) {
+        const int32_t n = c - c0 < 16 ? c - c0 : 16;
+        const __mmask16 km = (__mmask16)(n >= 16 ? 0xffff : (1u << n) - 1);
+        __m512i w[9];
+        for (int t = 0; t < 9; t++) w[t] = _mm512_maskz_loadu_epi32(km, w32 + (size_t)t * c + c0);
+        const __m512i b = _mm512_maskz_loadu_epi32(km, bias + c0);
+        const mfe_rq16 q = mfe_rq16_load(mult + c0, shift + c0, n, lo, hi);
+        int32_t ox = 0;
+        for (; ox + 4 <= wout; ox += 4) dw3_pixels(y, g, ox, c0, km, w, b, padv, &q, 4, SW);
+        for (; ox < wout; ox++) dw3_pixels(y, g, ox, c0, km, w, b, padv, &q, 1, SW);
+    }
+}
+#else
+#define MFE_CONV_DW3 0
+#endif
+
 /* ---- dense (groups 1) on NEON: acc[o] += sum_c x[c] * w[c][o] over one tap, weights packed HWIO at load,
  * so each input channel updates a row of outputs (an outer product; no horizontal sums) ---- */
 
@@ -132,6 +191,7 @@ static void conv_tap__neon(int32_t *acc, const int8_t *x, const int8_t *w, int32
 typedef struct {  /* one allocation (the loader frees prep with free()) */
     int32_t *padsum;  /* pad_value != 0: per [tap][cout] what one padded tap adds, or NULL */
     int8_t *dw;       /* depthwise weights as [tap][channel], or NULL */
+    int32_t *dw32;    /* MFE_CONV_DW3, depthwise 3x3 with stride_w 1 or 2: the same as int32 (uint16) w, or NULL */
     int8_t *dense;    /* MFE_CONV_PACK_DENSE, groups 1: weights as [tap][cin][cout] for conv_tap, or NULL */
     void *gemm;       /* 1x1, stride 1, no padding: weights packed for mfe_gemm_rows, or NULL */
     int32_t data[];   /* padsum, then dw or dense */
@@ -164,17 +224,19 @@ int mfe_prepare_conv2d(const mfe_model *m, mfe_node *nd, char *err, size_t errle
     nd->scratch = sizeof(int32_t) * (size_t)cout;
     const int32_t taps = kh * kw, pv = a[MFE_CONV2D_PAD_VALUE], depthwise = g == x->c && cout == g;
     size_t n_pad = pv ? (size_t)taps * cout : 0, n_dw = depthwise ? (size_t)taps * cout : 0;
+    size_t n_dw32 = MFE_CONV_DW3 && depthwise && kh == 3 && kw == 3 && a[MFE_CONV2D_STRIDE_W] <= 2 ? n_dw : 0;
     size_t n_dense = MFE_CONV_PACK_DENSE && g == 1 && !depthwise ? (size_t)taps * x->c * cout : 0;
     const int pointwise = taps == 1 && g == 1 && a[MFE_CONV2D_STRIDE_H] == 1 && a[MFE_CONV2D_STRIDE_W] == 1 &&
                           hp == x->h && wp == x->w;
     size_t n_gemm = pointwise ? mfe_gemm_packed_bytes(cout, x->c) : 0;
+    n_pad += n_dw32;  /* the int32 tables first: padsum, then dw32 */
     conv_prep *p = calloc(1, sizeof *p + sizeof(int32_t) * n_pad + n_dw + n_dense + n_gemm + 64);
     if (!p) MFE_FAIL(MFE_ENOMEM, "out of memory");
     nd->prep = p;
     if (n_gemm) {  /* the 1x1 product as a packed GEMM over blocks of pixels */
         p->gemm = (void *)(((uintptr_t)((uint8_t *)(p->data + n_pad) + n_dw + n_dense) + 63) & ~(uintptr_t)63);
-        mfe_gemm_pack(p->gemm, nd->blob[MFE_CONV2D_B_WEIGHT], cout, x->c);
-        nd->scratch = (sizeof(int32_t) * MFE_GEMM_ROWS * (size_t)cout + 63) / 64 * 64 + mfe_gemm_scratch_bytes(x->c);
+        mfe_gemm_pack(p->gemm, nd->blob[MFE_CONV2D_B_WEIGHT], nd->blob[MFE_CONV2D_B_BIAS], cout, x->c);
+        nd->scratch = mfe_gemm_scratch_bytes(x->c);
     }
     const int8_t *w = nd->blob[MFE_CONV2D_B_WEIGHT];
     if (depthwise) {  /* repack OHW1 -> HWC so taps run along channels */
@@ -187,6 +249,10 @@ int mfe_prepare_conv2d(const mfe_model *m, mfe_node *nd, char *err, size_t errle
         for (int32_t o = 0; o < cout; o++)
             for (int32_t t = 0; t < taps; t++)
                 for (int32_t i = 0; i < x->c; i++) p->dense[((size_t)t * x->c + i) * cout + o] = w[((size_t)o * taps + t) * x->c + i];
+    }
+    if (n_dw32) {
+        p->dw32 = p->data + n_pad - n_dw32;
+        for (size_t i = 0; i < n_dw; i++) p->dw32[i] = (uint16_t)p->dw[i];  /* (w, 0) as an int16 pair */
     }
     if (pv) {  /* a padded tap adds pad_value * sum of its weights; |that| <= 128 * sum|w|: inside the proof */
         p->padsum = p->data;
@@ -230,16 +296,31 @@ void mfe_run_conv2d(const mfe_ctx *c, const void *in0, const void *in1, void *ou
         const int64_t pixels = (int64_t)c->n * Y->h * Y->w, blocks = (pixels + MFE_GEMM_ROWS - 1) / MFE_GEMM_ROWS;
 #pragma omp parallel for num_threads(c->threads) schedule(static)
         for (int64_t b = 0; b < blocks; b++) {
-            int32_t *acc = (int32_t *)MFE_SCRATCH(c);
             int64_t p0 = b * MFE_GEMM_ROWS;
             int np = pixels - p0 < MFE_GEMM_ROWS ? (int)(pixels - p0) : MFE_GEMM_ROWS;
-            uint8_t *xu = (uint8_t *)acc + (sizeof(int32_t) * MFE_GEMM_ROWS * (size_t)cout + 63) / 64 * 64;
-            mfe_gemm_rows(acc, xu, (const int8_t *)in0 + p0 * X->c, np, X->c, prep->gemm, cout, bias);
-            for (int p = 0; p < np; p++) requant_row((int8_t *)out + (p0 + p) * cout, acc + (size_t)p * cout, nd, cout, lo, hi);
+            mfe_gemm_rows((int8_t *)out + p0 * cout, MFE_SCRATCH(c), (const int8_t *)in0 + p0 * X->c, np, X->c, prep->gemm,
+                          cout, nd->blob[MFE_CONV2D_B_MULT], nd->blob[MFE_CONV2D_B_SHIFT], lo, hi);
         }
         return;
     }
     const int64_t rows = (int64_t)c->n * Y->h;
+#if MFE_CONV_DW3
+    if (prep->dw32) {
+        const int32_t *mult = nd->blob[MFE_CONV2D_B_MULT], *shift = nd->blob[MFE_CONV2D_B_SHIFT];
+#pragma omp parallel for num_threads(c->threads) schedule(static)
+        for (int64_t r = 0; r < rows; r++) {
+            mfe_row row = mfe_row_at(X, Y, in0, out, r);
+            dw3_geom geo = {{NULL, NULL, NULL}, X->w, cout, sw, pl};
+            for (int ky = 0; ky < 3; ky++) {
+                int32_t iy = row.oy * sh - pt + ky;
+                if (iy >= 0 && iy < X->h) geo.rows[ky] = row.x + (size_t)iy * X->w * X->c;
+            }
+            if (sw == 1) dw3_row_sw(row.y, &geo, Y->w, cout, prep->dw32, bias, mult, shift, a[MFE_CONV2D_PAD_VALUE], lo, hi, 1);
+            else dw3_row_sw(row.y, &geo, Y->w, cout, prep->dw32, bias, mult, shift, a[MFE_CONV2D_PAD_VALUE], lo, hi, 2);
+        }
+        return;
+    }
+#endif
 #pragma omp parallel for num_threads(c->threads) schedule(static)
     for (int64_t r = 0; r < rows; r++) {
         int32_t *acc = (int32_t *)MFE_SCRATCH(c);

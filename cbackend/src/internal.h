@@ -102,14 +102,14 @@ MFE_DECLARE(requantize)
 MFE_DECLARE(avgpool)
 MFE_DECLARE(affine)
 
-/* gemm.c: packed dense products for 1x1 convolutions; mfe_gemm_packed_bytes() is 0 where this build
- * has no fast path. mfe_gemm_rows needs mfe_gemm_scratch_bytes(cin) of 64-byte-aligned scratch. */
+/* gemm.c: packed dense products for 1x1 convolutions, requantised to int8; mfe_gemm_packed_bytes() is 0
+ * where this build has no fast path. mfe_gemm_rows needs mfe_gemm_scratch_bytes(cin) of 64-byte-aligned scratch. */
 #define MFE_GEMM_ROWS 8
 size_t mfe_gemm_packed_bytes(int32_t cout, int32_t cin);
 size_t mfe_gemm_scratch_bytes(int32_t cin);
-void mfe_gemm_pack(void *dst, const int8_t *w, int32_t cout, int32_t cin);
-void mfe_gemm_rows(int32_t *acc, void *scratch, const int8_t *x, int np, int32_t cin, const void *packed,
-                   int32_t cout, const int32_t *bias);
+void mfe_gemm_pack(void *dst, const int8_t *w, const int32_t *bias, int32_t cout, int32_t cin);
+void mfe_gemm_rows(int8_t *y, void *scratch, const int8_t *x, int np, int32_t cin, const void *packed,
+                   int32_t cout, const int32_t *mult, const int32_t *shift, int32_t lo, int32_t hi);
 
 /* Shared checks used by several prepare functions. */
 int mfe_check_requant_blobs(const mfe_node *nd, int b_mult, int b_shift, int32_t c, int out_int8,

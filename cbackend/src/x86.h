@@ -4,25 +4,44 @@
 #include "arch.h"
 #include "internal.h"
 
+#ifdef MFE_ISA_AVX512
+/* Per-channel requantisation constants for 16 channels, set up once per channel tile and reused for
+ * every pixel: int64 lanes for the even channels (the low dword of each qword) and the odd ones. */
+typedef struct { __m512i m_e, m_o, r_e, r_o, s_e, s_o, lo, hi; } mfe_rq16;
+
+static inline mfe_rq16 mfe_rq16_load(const int32_t *mult, const int32_t *shift, int32_t n, int32_t lo, int32_t hi) {
+    const __m512i one = _mm512_set1_epi64(1), low = _mm512_set1_epi64(0xffffffff);
+    const __mmask16 k = n >= 16 ? 0xffff : (__mmask16)((1u << n) - 1);  /* n < 16: a channel tail */
+    __m512i m = _mm512_maskz_loadu_epi32(k, mult), s = _mm512_maskz_loadu_epi32(k, shift);
+    mfe_rq16 q;
+    q.m_e = m, q.m_o = _mm512_srli_epi64(m, 32);
+    q.s_e = _mm512_and_si512(s, low), q.s_o = _mm512_srli_epi64(s, 32);
+    q.r_e = _mm512_srli_epi64(_mm512_sllv_epi64(one, q.s_e), 1);  /* 2^(s-1), 0 for s = 0 */
+    q.r_o = _mm512_srli_epi64(_mm512_sllv_epi64(one, q.s_o), 1);
+    q.lo = _mm512_set1_epi64(lo), q.hi = _mm512_set1_epi64(hi);
+    return q;
+}
+
+/* clamp(rshift_round(acc * mult, shift), lo, hi) of 16 int32 lanes -> 16 int8 (|acc mult| < 2^62). */
+static inline __m128i mfe_rq16_apply(__m512i acc, const mfe_rq16 *q) {
+    __m512i e = _mm512_mul_epi32(acc, q->m_e), o = _mm512_mul_epi32(_mm512_srli_epi64(acc, 32), q->m_o);
+    e = _mm512_srav_epi64(_mm512_add_epi64(e, q->r_e), q->s_e);
+    o = _mm512_srav_epi64(_mm512_add_epi64(o, q->r_o), q->s_o);
+    e = _mm512_min_epi64(_mm512_max_epi64(e, q->lo), q->hi);
+    o = _mm512_min_epi64(_mm512_max_epi64(o, q->lo), q->hi);
+    return _mm512_cvtepi32_epi8(_mm512_mask_blend_epi32(0xaaaa, e, _mm512_slli_epi64(o, 32)));
+}
+#endif
+
 /* dst[o] = clamp(rshift_round(acc[o] * mult[o], shift[o]), lo, hi): 16 channels per step in int64 lanes
- * (vpmuldq, variable arithmetic shifts), the scalar rule for the tail and for builds without AVX-512. */
+ * (mfe_rq16_apply), the scalar rule for the tail and for builds without AVX-512. */
 static inline void mfe_requant_row__x86(int8_t *dst, const int32_t *acc, const int32_t *mult, const int32_t *shift,
                                         int32_t c, int32_t lo, int32_t hi) {
     int32_t o = 0;
 #ifdef MFE_ISA_AVX512
-    const __m512i one = _mm512_set1_epi64(1), vlo = _mm512_set1_epi64(lo), vhi = _mm512_set1_epi64(hi);
     for (; o + 16 <= c; o += 16) {
-        __m256i half[2];
-        for (int h = 0; h < 2; h++) {
-            __m512i a = _mm512_cvtepi32_epi64(_mm256_loadu_si256((const __m256i *)(acc + o + 8 * h)));
-            __m512i m = _mm512_cvtepi32_epi64(_mm256_loadu_si256((const __m256i *)(mult + o + 8 * h)));
-            __m512i s = _mm512_cvtepi32_epi64(_mm256_loadu_si256((const __m256i *)(shift + o + 8 * h)));
-            __m512i rnd = _mm512_srli_epi64(_mm512_sllv_epi64(one, s), 1);  /* 2^(s-1), 0 for s = 0 */
-            __m512i v = _mm512_srav_epi64(_mm512_add_epi64(_mm512_mul_epi32(a, m), rnd), s);  /* |a m| < 2^62 */
-            half[h] = _mm512_cvtepi64_epi32(_mm512_min_epi64(_mm512_max_epi64(v, vlo), vhi));
-        }
-        __m512i v32 = _mm512_inserti64x4(_mm512_castsi256_si512(half[0]), half[1], 1);
-        _mm_storeu_si128((__m128i *)(dst + o), _mm512_cvtepi32_epi8(v32));
+        mfe_rq16 q = mfe_rq16_load(mult + o, shift + o, 16, lo, hi);
+        _mm_storeu_si128((__m128i *)(dst + o), mfe_rq16_apply(_mm512_loadu_si512((const void *)(acc + o)), &q));
     }
 #endif
     for (; o < c; o++) dst[o] = mfe_requant(acc[o], mult[o], shift[o], lo, hi);
