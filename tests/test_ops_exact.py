@@ -113,3 +113,23 @@ def test_depthwise3x3_shapes(stride, c):
                   act_lo=int(rng.choice([-128, 0])))
             g = b.build()
             check(g, images(rng, 2, g.tensors[0].shape, edge), threads=1 + (w % 2))
+
+
+@pytest.mark.parametrize("cin,k,stride", [(1, 3, 1), (1, 3, 2), (3, 5, 1), (70, 3, 2), (8, 1, 2), (2, 3, 3)])
+def test_dense_im2col_shapes(cin, k, stride):
+    """Dense convs other than stride-1 unpadded 1x1 run the GEMM over im2col rows: pixel blocks that cross
+    rows and images, windows partly in the padding (non-zero pad_value), rows over 64 bytes."""
+    from engine.builder import GraphBuilder
+    from randgraph import requant, weights
+    rng = np.random.default_rng(cin * 100 + k * 10 + stride)
+    for h, w, pad, pv in ((5, 7, 1, -100), (3, 3, 2, 0), (9, 4, 0, 0), (1, 11, k // 2, 127)):
+        if h + 2 * pad < k or w + 2 * pad < k:
+            continue
+        for edge in EDGES:
+            cout = int(rng.integers(1, 40))
+            b = GraphBuilder((h, w, cin))
+            b.add("conv2d", 0, cout=cout, kh=k, kw=k, stride_h=stride, stride_w=stride, pad_t=pad, pad_l=pad, pad_b=pad,
+                  pad_r=pad, groups=1, pad_value=pv, weight=weights(rng, (cout, k, k, cin), edge),
+                  bias=rng.integers(-5000, 5000, cout), **requant(rng, cout, 128 * 64 * k * k * cin, rng.random() < 0.3))
+            g = b.build()
+            check(g, images(rng, 3, g.tensors[0].shape, edge), threads=1 + (h % 2))

@@ -186,6 +186,17 @@ static void conv_tap__neon(int32_t *acc, const int8_t *x, const int8_t *w, int32
 
 #define conv_tap MFE_KERNEL_NEON(conv_tap)
 
+/* memcpy for the short runs of im2col rows (a 3x3 window of one channel: 3 bytes) without a call */
+static inline void copy_bytes(int8_t *dst, const int8_t *src, size_t n) {
+#ifdef MFE_ISA_AVX512
+    for (; n >= 64; n -= 64, src += 64, dst += 64) _mm512_storeu_si512((void *)dst, _mm512_loadu_si512((const void *)src));
+    const __mmask64 km = n ? ~0ULL >> (64 - n) : 0;
+    _mm512_mask_storeu_epi8(dst, km, _mm512_maskz_loadu_epi8(km, src));
+#else
+    memcpy(dst, src, n);
+#endif
+}
+
 /* ---- prepare: shapes, blob sizes, the no-wrap proof, packed depthwise weights ---- */
 
 typedef struct {  /* one allocation (the loader frees prep with free()) */
@@ -193,7 +204,8 @@ typedef struct {  /* one allocation (the loader frees prep with free()) */
     int8_t *dw;       /* depthwise weights as [tap][channel], or NULL */
     int32_t *dw32;    /* MFE_CONV_DW3, depthwise 3x3 with stride_w 1 or 2: the same as int32 (uint16) w, or NULL */
     int8_t *dense;    /* MFE_CONV_PACK_DENSE, groups 1: weights as [tap][cin][cout] for conv_tap, or NULL */
-    void *gemm;       /* 1x1, stride 1, no padding: weights packed for mfe_gemm_rows, or NULL */
+    void *gemm;       /* 1x1, stride 1, no padding (or im2col): weights packed for mfe_gemm_rows, or NULL */
+    int im2col;       /* gemm over im2col rows (dense convs other than 1x1) */
     int32_t data[];   /* padsum, then dw or dense */
 } conv_prep;
 
@@ -225,18 +237,21 @@ int mfe_prepare_conv2d(const mfe_model *m, mfe_node *nd, char *err, size_t errle
     const int32_t taps = kh * kw, pv = a[MFE_CONV2D_PAD_VALUE], depthwise = g == x->c && cout == g;
     size_t n_pad = pv ? (size_t)taps * cout : 0, n_dw = depthwise ? (size_t)taps * cout : 0;
     size_t n_dw32 = MFE_CONV_DW3 && depthwise && kh == 3 && kw == 3 && a[MFE_CONV2D_STRIDE_W] <= 2 ? n_dw : 0;
-    size_t n_dense = MFE_CONV_PACK_DENSE && g == 1 && !depthwise ? (size_t)taps * x->c * cout : 0;
     const int pointwise = taps == 1 && g == 1 && a[MFE_CONV2D_STRIDE_H] == 1 && a[MFE_CONV2D_STRIDE_W] == 1 &&
                           hp == x->h && wp == x->w;
-    size_t n_gemm = pointwise ? mfe_gemm_packed_bytes(cout, x->c) : 0;
+    /* other dense convs: the same GEMM over im2col rows of k = kh kw cin bytes (OHWI weights are [cout][k]) */
+    const int im2col = !pointwise && g == 1 && !depthwise && k <= (1 << 16) && mfe_gemm_packed_bytes(cout, (int32_t)k) > 0;
+    size_t n_dense = MFE_CONV_PACK_DENSE && g == 1 && !depthwise && !im2col ? (size_t)taps * x->c * cout : 0;
+    size_t n_gemm = pointwise || im2col ? mfe_gemm_packed_bytes(cout, (int32_t)k) : 0;
     n_pad += n_dw32;  /* the int32 tables first: padsum, then dw32 */
     conv_prep *p = calloc(1, sizeof *p + sizeof(int32_t) * n_pad + n_dw + n_dense + n_gemm + 64);
     if (!p) MFE_FAIL(MFE_ENOMEM, "out of memory");
     nd->prep = p;
     if (n_gemm) {  /* the 1x1 product as a packed GEMM over blocks of pixels */
         p->gemm = (void *)(((uintptr_t)((uint8_t *)(p->data + n_pad) + n_dw + n_dense) + 63) & ~(uintptr_t)63);
-        mfe_gemm_pack(p->gemm, nd->blob[MFE_CONV2D_B_WEIGHT], nd->blob[MFE_CONV2D_B_BIAS], cout, x->c);
-        nd->scratch = mfe_gemm_scratch_bytes(x->c);
+        mfe_gemm_pack(p->gemm, nd->blob[MFE_CONV2D_B_WEIGHT], nd->blob[MFE_CONV2D_B_BIAS], cout, (int32_t)k);
+        nd->scratch = mfe_gemm_scratch_bytes((int32_t)k) + (im2col ? (size_t)MFE_GEMM_ROWS * k : 0);
+        p->im2col = im2col;
     }
     const int8_t *w = nd->blob[MFE_CONV2D_B_WEIGHT];
     if (depthwise) {  /* repack OHW1 -> HWC so taps run along channels */
@@ -294,11 +309,36 @@ void mfe_run_conv2d(const mfe_ctx *c, const void *in0, const void *in1, void *ou
     const conv_prep *prep = nd->prep;
     if (prep->gemm) {
         const int64_t pixels = (int64_t)c->n * Y->h * Y->w, blocks = (pixels + MFE_GEMM_ROWS - 1) / MFE_GEMM_ROWS;
+        const int32_t k = kh * kw * X->c;
 #pragma omp parallel for num_threads(c->threads) schedule(static)
         for (int64_t b = 0; b < blocks; b++) {
             int64_t p0 = b * MFE_GEMM_ROWS;
             int np = pixels - p0 < MFE_GEMM_ROWS ? (int)(pixels - p0) : MFE_GEMM_ROWS;
-            mfe_gemm_rows((int8_t *)out + p0 * cout, MFE_SCRATCH(c), (const int8_t *)in0 + p0 * X->c, np, X->c, prep->gemm,
+            uint8_t *scratch = MFE_SCRATCH(c);
+            const int8_t *rows = (const int8_t *)in0 + p0 * X->c;
+            if (prep->im2col) {  /* each output pixel's window as one row of k bytes, padding = pad_value */
+                int8_t *col = (int8_t *)scratch + mfe_gemm_scratch_bytes(k);
+                const int64_t img0 = p0 / ((int64_t)Y->h * Y->w);
+                int32_t oy = (int32_t)(p0 / Y->w % Y->h), ox = (int32_t)(p0 % Y->w);
+                const int8_t *xb = (const int8_t *)in0 + img0 * X->bytes;
+                for (int q = 0; q < np; q++) {
+                    for (int32_t ky = 0; ky < kh; ky++) {
+                        const int32_t iy = oy * sh - pt + ky, ix0 = ox * sw - pl;
+                        int8_t *dst = col + (size_t)q * k + (size_t)ky * kw * X->c;
+                        if (iy >= 0 && iy < X->h && ix0 >= 0 && ix0 + kw <= X->w)  /* the window row lies inside */
+                            copy_bytes(dst, xb + ((size_t)iy * X->w + ix0) * X->c, (size_t)kw * X->c);
+                        else
+                            for (int32_t kx = 0; kx < kw; kx++) {
+                                const int32_t ix = ix0 + kx;
+                                if (iy < 0 || iy >= X->h || ix < 0 || ix >= X->w) memset(dst + (size_t)kx * X->c, a[MFE_CONV2D_PAD_VALUE], (size_t)X->c);
+                                else copy_bytes(dst + (size_t)kx * X->c, xb + ((size_t)iy * X->w + ix) * X->c, (size_t)X->c);
+                            }
+                    }
+                    if (++ox == Y->w && (ox = 0, ++oy == Y->h)) oy = 0, xb += X->bytes;  /* the next pixel */
+                }
+                rows = col;
+            }
+            mfe_gemm_rows((int8_t *)out + p0 * cout, scratch, rows, np, k, prep->gemm,
                           cout, nd->blob[MFE_CONV2D_B_MULT], nd->blob[MFE_CONV2D_B_SHIFT], lo, hi);
         }
         return;
