@@ -47,7 +47,9 @@ def render() -> str:
             "    uint8_t out_dtypes;  /* bit (1 << dtype code) per allowed output dtype */",
             "    int8_t act_lo;       /* index of the act_lo attribute (act_hi follows), -1 without a clamp */",
             f"    mfe_range attrs[{ops.MAX_ATTRS}];", f"    mfe_blob_info blobs[{ops.MAX_BLOBS}];",
-            "} mfe_op_info;", "", "static const mfe_op_info MFE_OP_INFO[MFE_OP_COUNT] = {"]
+            "} mfe_op_info;", "",
+            "#ifndef __cplusplus  /* C99 array designators; C++ code (the CUDA backend) uses the constants above */",
+            "static const mfe_op_info MFE_OP_INFO[MFE_OP_COUNT] = {"]
     for o in ordered:
         attrs = ", ".join(f"{{{a.lo}LL, {a.hi}LL}}" for a in o.attrs) or "{0, 0}"
         blobs = ", ".join(f"{{{ops.DTYPES[b.dtype]}, {_lo(b)}LL, {_hi(b)}LL}}" for b in o.blobs) or "{0, 0, 0}"
@@ -57,7 +59,7 @@ def render() -> str:
         assert act < 0 or names[act + 1] == "act_hi", o.name
         out.append(f"    [{o.code}] = {{\"{o.name}\", {o.n_inputs}, {len(o.attrs)}, {len(o.blobs)}, {mask}, {act}, "
                    f"{{{attrs}}}, {{{blobs}}}}},")
-    out += ["};", "", "#endif", ""]
+    out += ["};", "#endif", "", "#endif", ""]
     return "\n".join(out)
 
 

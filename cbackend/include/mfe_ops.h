@@ -139,6 +139,7 @@ typedef struct {
     mfe_blob_info blobs[4];
 } mfe_op_info;
 
+#ifndef __cplusplus  /* C99 array designators; C++ code (the CUDA backend) uses the constants above */
 static const mfe_op_info MFE_OP_INFO[MFE_OP_COUNT] = {
     [1] = {"conv2d", 1, 13, 4, 2, 10, {{1LL, 65536LL}, {1LL, 15LL}, {1LL, 15LL}, {1LL, 8LL}, {1LL, 8LL}, {0LL, 15LL}, {0LL, 15LL}, {0LL, 15LL}, {0LL, 15LL}, {1LL, 65536LL}, {-128LL, 127LL}, {-128LL, 127LL}, {-128LL, 127LL}}, {{1, -128LL, 127LL}, {2, -2147483648LL, 2147483647LL}, {2, 0LL, 2147483647LL}, {2, 0LL, 63LL}}},
     [2] = {"linear", 1, 3, 4, 6, 1, {{1LL, 65536LL}, {-128LL, 127LL}, {-128LL, 127LL}}, {{1, -128LL, 127LL}, {2, -2147483648LL, 2147483647LL}, {2, 0LL, 2147483647LL}, {2, 0LL, 63LL}}},
@@ -151,5 +152,6 @@ static const mfe_op_info MFE_OP_INFO[MFE_OP_COUNT] = {
     [9] = {"avgpool", 1, 4, 0, 2, 2, {{0LL, 2147483647LL}, {0LL, 63LL}, {-128LL, 127LL}, {-128LL, 127LL}}, {{0, 0, 0}}},
     [10] = {"affine", 1, 2, 3, 2, 0, {{-128LL, 127LL}, {-128LL, 127LL}}, {{2, -2147483648LL, 2147483647LL}, {2, -2147483648LL, 2147483647LL}, {2, 0LL, 63LL}}},
 };
+#endif
 
 #endif
