@@ -35,20 +35,51 @@ void mfe_gemm_pack(void *dst, const int8_t *w, const int32_t *bias, int32_t cout
     }
 }
 
-/* Accumulators for B blocks of 16 outputs x R pixels; each broadcast feeds B vpdpbusd. */
-#define GEMM_SWEEP(B, R)                                                                               \
+/* The product loop for B (1 or 3) blocks of 16 outputs x R pixels, accumulators in registers (each
+ * broadcast feeds B vpdpbusd), left in acc[R][B]. Written with named accumulators: gcc 12 kept half of an
+ * array of them on the stack inside the loop. */
+#define REP1(M) M(0)
+#define REP2(M) M(0) M(1)
+#define REP4(M) REP2(M) M(2) M(3)
+#define REP8(M) REP4(M) M(4) M(5) M(6) M(7)
+#define BIAS1 const __m512i b0 = _mm512_loadu_si512((const void *)bias);
+#define BIAS3 BIAS1 const __m512i b1 = _mm512_loadu_si512((const void *)(bias + 16)), b2 = _mm512_loadu_si512((const void *)(bias + 32));
+#define WLD1 const __m512i w0 = _mm512_loadu_si512((const void *)(w + k * 64));
+#define WLD3 WLD1 const __m512i w1 = _mm512_loadu_si512((const void *)(w + (k4 + k) * 64)), \
+                            w2 = _mm512_loadu_si512((const void *)(w + (2 * k4 + k) * 64));
+#define DECL1(p) __m512i a##p##_0 = b0;
+#define DECL3(p) __m512i a##p##_0 = b0, a##p##_1 = b1, a##p##_2 = b2;
+#define XB(p) const __m512i x##p = _mm512_set1_epi32(xu[(size_t)(p) * k4 + k]);
+#define STEP1(p) { XB(p) a##p##_0 = _mm512_dpbusd_epi32(a##p##_0, x##p, w0); }
+#define STEP3(p) { XB(p) a##p##_0 = _mm512_dpbusd_epi32(a##p##_0, x##p, w0); \
+                   a##p##_1 = _mm512_dpbusd_epi32(a##p##_1, x##p, w1); a##p##_2 = _mm512_dpbusd_epi32(a##p##_2, x##p, w2); }
+#define OUT1(p) acc[p][0] = a##p##_0;
+#define OUT3(p) OUT1(p) acc[p][1] = a##p##_1, acc[p][2] = a##p##_2;
+#define GEMM_KLOOP(R, B)                                                                                  \
+    static __attribute__((noinline)) void kloop_##R##x##B(__m512i acc[R][B], const int32_t *xu, const int8_t *w, \
+                                                          const int32_t *bias, int64_t k4) {              \
+        BIAS##B                                                                                           \
+        REP##R(DECL##B)                                                                                   \
+        for (int64_t k = 0; k < k4; k++) {                                                                \
+            WLD##B                                                                                        \
+            REP##R(STEP##B)                                                                               \
+        }                                                                                                 \
+        REP##R(OUT##B)                                                                                    \
+    }
+GEMM_KLOOP(8, 3)
+GEMM_KLOOP(8, 1)
+GEMM_KLOOP(4, 3)
+GEMM_KLOOP(4, 1)
+GEMM_KLOOP(2, 3)
+GEMM_KLOOP(2, 1)
+GEMM_KLOOP(1, 3)
+GEMM_KLOOP(1, 1)
+
+/* Then requantise and store the np <= R real pixels. */
+#define GEMM_SWEEP(R, B)                                                                               \
     do {                                                                                               \
         __m512i a[R][B];                                                                               \
-        for (int p = 0; p < R; p++)                                                                    \
-            for (int j = 0; j < B; j++) a[p][j] = _mm512_loadu_si512((const void *)(bias + (ob + j) * 16)); \
-        for (int64_t k = 0; k < k4; k++) {                                                             \
-            __m512i wv[B];                                                                             \
-            for (int j = 0; j < B; j++) wv[j] = _mm512_loadu_si512((const void *)(w + ((ob + j) * k4 + k) * 64)); \
-            for (int p = 0; p < R; p++) {                                                              \
-                __m512i xb = _mm512_set1_epi32(xu[(size_t)p * k4 + k]);                                \
-                for (int j = 0; j < B; j++) a[p][j] = _mm512_dpbusd_epi32(a[p][j], xb, wv[j]);        \
-            }                                                                                          \
-        }                                                                                              \
+        kloop_##R##x##B(a, xu, w + ob * k4 * 64, bias + ob * 16, k4);                                 \
         for (int j = 0; j < B; j++) {                                                                  \
             int32_t o0 = (int32_t)(ob + j) * 16, n = cout - o0 < 16 ? cout - o0 : 16;                  \
             mfe_rq16 q = mfe_rq16_load(mult + o0, shift + o0, n, lo, hi);                              \
@@ -61,8 +92,8 @@ void mfe_gemm_pack(void *dst, const int8_t *w, const int32_t *bias, int32_t cout
 #define GEMM_ALL(R)                                          \
     do {                                                     \
         int64_t ob = 0;                                      \
-        for (; ob + 3 <= o16; ob += 3) GEMM_SWEEP(3, R);     \
-        for (; ob < o16; ob++) GEMM_SWEEP(1, R);             \
+        for (; ob + 3 <= o16; ob += 3) GEMM_SWEEP(R, 3);     \
+        for (; ob < o16; ob++) GEMM_SWEEP(R, 1);             \
     } while (0)
 
 size_t mfe_gemm_scratch_bytes(int32_t cin) { return (size_t)MFE_GEMM_ROWS * k4_of(cin) * 4; }
