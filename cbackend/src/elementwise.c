@@ -2,6 +2,7 @@
 #include "arch.h"
 #include "internal.h"
 #include "neon.h"
+#include "x86.h"
 
 #define SPAN 4096  /* elements per OpenMP work item */
 
@@ -86,7 +87,38 @@ static void affine_pixel__neon(int8_t *y, const int8_t *x, const int32_t *mult, 
 }
 #endif
 
-#define affine_pixel MFE_KERNEL_NEON(affine_pixel)
+/* affine over np pixels: per-channel constants set up once per 16-channel tile (AVX-512), else per pixel */
+MFE_SCALAR_FN void affine_pixels__scalar(int8_t *y, const int8_t *x, int64_t np, const int32_t *mult, const int32_t *bias,
+                                         const int32_t *shift, int32_t C, int32_t lo, int32_t hi) {
+    for (int64_t p = 0; p < np; p++) affine_pixel__scalar(y + p * C, x + p * C, mult, bias, shift, C, lo, hi);
+}
+
+#ifdef MFE_ISA_NEON
+static void affine_pixels__neon(int8_t *y, const int8_t *x, int64_t np, const int32_t *mult, const int32_t *bias,
+                                const int32_t *shift, int32_t C, int32_t lo, int32_t hi) {
+    for (int64_t p = 0; p < np; p++) affine_pixel__neon(y + p * C, x + p * C, mult, bias, shift, C, lo, hi);
+}
+#endif
+
+#ifdef MFE_ISA_AVX2
+static void affine_pixels__avx2(int8_t *y, const int8_t *x, int64_t np, const int32_t *mult, const int32_t *bias,
+                                const int32_t *shift, int32_t C, int32_t lo, int32_t hi) {
+#ifdef MFE_ISA_AVX512
+    for (int32_t c0 = 0; c0 < C; c0 += 16) {  /* |x mult + bias| < 2^39: exact in int64 lanes */
+        const int32_t n = C - c0 < 16 ? C - c0 : 16;
+        const __mmask16 km = (__mmask16)(n >= 16 ? 0xffff : (1u << n) - 1);
+        const mfe_rq16 q = mfe_rq16_load_bias(mult + c0, shift + c0, bias + c0, n, lo, hi);
+        for (int64_t p = 0; p < np; p++)
+            _mm_mask_storeu_epi8(y + p * C + c0, km,
+                                 mfe_rq16_apply(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(km, x + p * C + c0)), &q));
+    }
+#else
+    affine_pixels__scalar(y, x, np, mult, bias, shift, C, lo, hi);
+#endif
+}
+#endif
+
+#define affine_pixels MFE_KERNEL(affine_pixels)
 #define add_span MFE_KERNEL_NEON(add_span)
 #define clamp_span MFE_KERNEL_NEON(clamp_span)
 #define requant_span MFE_KERNEL_NEON(requant_span)
@@ -146,6 +178,8 @@ void mfe_run_requantize(const mfe_ctx *c, const void *in0, const void *in1, void
     requant_span(y, x, total, a[MFE_REQUANTIZE_MULT], a[MFE_REQUANTIZE_SHIFT], a[MFE_REQUANTIZE_ACT_LO], a[MFE_REQUANTIZE_ACT_HI]);
 }
 
+#define AFFINE_PIXELS 64  /* pixels per task: the per-channel constants are reused across them */
+
 int mfe_prepare_affine(const mfe_model *m, mfe_node *nd, char *err, size_t errlen) {
     const int64_t c = m->t[nd->out].c;
     MFE_CHECK(same_shape(m, nd), "input and output shapes differ");
@@ -161,7 +195,10 @@ void mfe_run_affine(const mfe_ctx *c, const void *in0, const void *in1, void *ou
     const int32_t *mult = nd->blob[MFE_AFFINE_B_MULT], *bias = nd->blob[MFE_AFFINE_B_BIAS], *shift = nd->blob[MFE_AFFINE_B_SHIFT];
     const int8_t *x = in0;
     int8_t *y = out;
-    const int64_t pixels = (int64_t)c->n * c->y->h * c->y->w;
+    const int64_t pixels = (int64_t)c->n * c->y->h * c->y->w, blocks = (pixels + AFFINE_PIXELS - 1) / AFFINE_PIXELS;
 #pragma omp parallel for num_threads(c->threads) schedule(static)
-    for (int64_t p = 0; p < pixels; p++) affine_pixel(y + p * C, x + p * C, mult, bias, shift, C, lo, hi);
+    for (int64_t b = 0; b < blocks; b++) {
+        const int64_t p0 = b * AFFINE_PIXELS, np = pixels - p0 < AFFINE_PIXELS ? pixels - p0 : AFFINE_PIXELS;
+        affine_pixels(y + p0 * C, x + p0 * C, np, mult, bias, shift, C, lo, hi);
+    }
 }

@@ -9,7 +9,9 @@
  * every pixel: int64 lanes for the even channels (the low dword of each qword) and the odd ones. */
 typedef struct { __m512i m_e, m_o, r_e, r_o, s_e, s_o, lo, hi; } mfe_rq16;
 
-static inline mfe_rq16 mfe_rq16_load(const int32_t *mult, const int32_t *shift, int32_t n, int32_t lo, int32_t hi) {
+/* bias (or NULL): added to the product in int64 before the shift (affine's x * mult + bias) */
+static inline mfe_rq16 mfe_rq16_load_bias(const int32_t *mult, const int32_t *shift, const int32_t *bias, int32_t n,
+                                          int32_t lo, int32_t hi) {
     const __m512i one = _mm512_set1_epi64(1), low = _mm512_set1_epi64(0xffffffff);
     const __mmask16 k = n >= 16 ? 0xffff : (__mmask16)((1u << n) - 1);  /* n < 16: a channel tail */
     __m512i m = _mm512_maskz_loadu_epi32(k, mult), s = _mm512_maskz_loadu_epi32(k, shift);
@@ -18,11 +20,21 @@ static inline mfe_rq16 mfe_rq16_load(const int32_t *mult, const int32_t *shift, 
     q.s_e = _mm512_and_si512(s, low), q.s_o = _mm512_srli_epi64(s, 32);
     q.r_e = _mm512_srli_epi64(_mm512_sllv_epi64(one, q.s_e), 1);  /* 2^(s-1), 0 for s = 0 */
     q.r_o = _mm512_srli_epi64(_mm512_sllv_epi64(one, q.s_o), 1);
+    if (bias) {  /* even channels: the low dword sign-extended; odd: the high dword */
+        __m512i b = _mm512_maskz_loadu_epi32(k, bias);
+        q.r_e = _mm512_add_epi64(q.r_e, _mm512_srai_epi64(_mm512_slli_epi64(b, 32), 32));
+        q.r_o = _mm512_add_epi64(q.r_o, _mm512_srai_epi64(b, 32));
+    }
     q.lo = _mm512_set1_epi64(lo), q.hi = _mm512_set1_epi64(hi);
     return q;
 }
 
-/* clamp(rshift_round(acc * mult, shift), lo, hi) of 16 int32 lanes -> 16 int8 (|acc mult| < 2^62). */
+static inline mfe_rq16 mfe_rq16_load(const int32_t *mult, const int32_t *shift, int32_t n, int32_t lo, int32_t hi) {
+    return mfe_rq16_load_bias(mult, shift, NULL, n, lo, hi);
+}
+
+/* clamp(rshift_round(acc * mult (+ bias), shift), lo, hi) of 16 int32 lanes -> 16 int8 (|acc mult + bias| < 2^62;
+ * mult may be negative: the odd lanes' high dword goes in sign-extended). */
 static inline __m128i mfe_rq16_apply(__m512i acc, const mfe_rq16 *q) {
     __m512i e = _mm512_mul_epi32(acc, q->m_e), o = _mm512_mul_epi32(_mm512_srli_epi64(acc, 32), q->m_o);
     e = _mm512_srav_epi64(_mm512_add_epi64(e, q->r_e), q->s_e);
