@@ -133,3 +133,22 @@ def test_dense_im2col_shapes(cin, k, stride):
                   bias=rng.integers(-5000, 5000, cout), **requant(rng, cout, 128 * 64 * k * k * cin, rng.random() < 0.3))
             g = b.build()
             check(g, images(rng, 3, g.tensors[0].shape, edge), threads=1 + (h % 2))
+
+
+@pytest.mark.parametrize("cin,cout,n", [(8, 8, 16), (96, 576, 1024), (576, 96, 1024), (160, 960, 1024), (16, 16, 128),
+                                        (320, 1280, 2048), (40, 8, 64), (1024, 1024, 1024)])
+@pytest.mark.parametrize("pixels", [1, 7, 16, 49])
+def test_wht_fused_shapes(cin, cout, n, pixels):
+    """The SIMD block path: channels in multiples of 8 far below n (the repeated-input and folded-output
+    shortcuts), short pixel blocks (zero-padded copies), both threshold modes, residual."""
+    from engine.builder import GraphBuilder
+    from engine.ops.wht import smooth_table
+    rng = np.random.default_rng(cin * 7 + cout * 3 + n + pixels)
+    for mode in (0, 1):
+        b = GraphBuilder((1, pixels, cin))
+        g_shift, table = smooth_table(float(rng.uniform(0.002, 0.05)))
+        b.add("wht", 0, cout=cout, n=n, order=mode, mode=mode, residual=int(cin == cout and mode == 1), tshift=g_shift,
+              thresh=rng.integers(0, 8 * n, n), table=table.ravel() if mode else np.zeros(0), oshift=int(rng.choice([0, -1, 2])))
+        g = b.build()
+        for edge in EDGES:
+            check(g, images(rng, 2 if pixels < 16 else 1, g.tensors[0].shape, edge), threads=1 + pixels % 2)

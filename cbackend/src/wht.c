@@ -346,37 +346,80 @@ static inline void store_group(int8_t *y, vec r[8], const wht_args *a, const int
 }
 #endif
 
-/* Full blocks with channels in multiples of 8: stages 1-4 ride on the transposes, and the top stage
- * of both transforms is fused with the thresholds, so buf is swept 2 log4(n/16) + 3 times, not ~12. */
+/* Smallest power of two >= c, at least 8 (a group of fwht8), at most n. */
+static int32_t span_of(int32_t c, int32_t n) {
+    int32_t m = 8;
+    while (m < c) m *= 2;
+    return m < n ? m : n;
+}
+
+/* Full blocks with channels in multiples of 8: stages 1-4 ride on the transposes. With cin and cout
+ * near n, the top stage of both transforms is fused with the thresholds, so buf is swept
+ * 2 log4(n/16) + 3 times, not ~12. Fewer channels than n take shortcuts, exact in integers:
+ *   in:  x is zero past m_in = span_of(cin) rows, so H_n x is H_{m_in} x repeated n / m_in times
+ *        (row j of H_n restricted to the first m_in columns is row j mod m_in of H_{m_in});
+ *   out: the first m_out = span_of(cout) outputs of H_n z' are H_{m_out} applied to z' folded
+ *        modulo m_out (sum over the n / m_out blocks), by the same identity transposed.
+ * Every folded or partial sum is a signed sum of a subset of the |z'| terms: inside the same bound. */
 static void wht_fused(const wht_args *a, int32_t *buf, const int8_t *x, int8_t *y) {
-    const int32_t n = a->n, half = n / 2;
+    const int32_t n = a->n, half = n / 2, m_in = span_of(a->cin, n), m_out = span_of(a->cout, n);
+    const int shortcut = m_in < n || m_out < n;
     vec r[8];
-    for (int32_t c = a->cin; c < n; c++) memset(ROW(buf, c), 0, sizeof(int32_t) * P);
+    for (int32_t c = a->cin; c < (shortcut ? m_in : n); c++) memset(ROW(buf, c), 0, sizeof(int32_t) * P);
     for (int32_t c0 = 0; c0 < a->cin; c0 += 8) {
         load_group(r, x + c0, a->cin);
         fwht8(r);
         for (int j = 0; j < 8; j++) V_ST(ROW(buf, c0 + j), r[j]);
     }
-    fwht_stages__simd(buf, n, 8, half);
-    for (int32_t j0 = 0; j0 < half; j0 += SPAN(half)) {  /* top stage, thresholds, top stage of the second transform */
-        int32_t *r0 = ROW(buf, j0), *r1 = ROW(buf, j0 + half);
-        for (int32_t j = j0; j < j0 + SPAN(half); j++, r0 += P, r1 += P) {
-            vec u = V_LD(r0), v = V_LD(r1), z0 = V_ADD(u, v), z1 = threshold_vec(V_SUB(u, v), j + half, a);
-            if (j) z0 = threshold_vec(z0, j, a);
-            V_ST(r0, V_ADD(z0, z1)), V_ST(r1, V_SUB(z0, z1));
+    int32_t *z = buf;  /* the rows the second transform reads */
+    if (!shortcut) {
+        fwht_stages__simd(buf, n, 8, half);
+        for (int32_t j0 = 0; j0 < half; j0 += SPAN(half)) {  /* top stage, thresholds, top stage of the second transform */
+            int32_t *r0 = ROW(buf, j0), *r1 = ROW(buf, j0 + half);
+            for (int32_t j = j0; j < j0 + SPAN(half); j++, r0 += P, r1 += P) {
+                vec u = V_LD(r0), v = V_LD(r1), z0 = V_ADD(u, v), z1 = threshold_vec(V_SUB(u, v), j + half, a);
+                if (j) z0 = threshold_vec(z0, j, a);
+                V_ST(r0, V_ADD(z0, z1)), V_ST(r1, V_SUB(z0, z1));
+            }
         }
+        fwht_stages__simd(buf, n, 8, half);
+    } else {
+        z = buf + ROWS(n) * P;  /* a second block buffer */
+        fwht_stages__simd(buf, m_in, 8, m_in);
+        const int32_t folds = n / m_out;
+        for (int32_t j = 0; j < m_out; j++) {  /* coefficient j + f m_out reads row (j + f m_out) mod m_in */
+            vec acc = V_LD(ROW(buf, j & (m_in - 1)));
+            if (j) acc = threshold_vec(acc, j, a);  /* DC (row 0) passes through */
+            for (int32_t f = 1; f < folds; f++) {
+                const int32_t c = f * m_out + j;
+                acc = V_ADD(acc, threshold_vec(V_LD(ROW(buf, c & (m_in - 1))), c, a));
+            }
+            V_ST(ROW(z, j), acc);
+        }
+        fwht_stages__simd(z, m_out, 8, m_out);
     }
-    fwht_stages__simd(buf, n, 8, half);
     for (int32_t c0 = 0; c0 < a->cout; c0 += 8) {
-        for (int j = 0; j < 8; j++) r[j] = V_LD(ROW(buf, c0 + j));
+        for (int j = 0; j < 8; j++) r[j] = V_LD(ROW(z, c0 + j));
         fwht8(r);
         store_group(y + c0, r, a, a->residual ? x + c0 : NULL);
     }
 }
 
+/* Short blocks (the last pixels) go through the fused path too, from zero-padded copies. */
 static void wht_block__simd(const wht_args *a, int32_t *buf, const int8_t *x, int8_t *y, int np) {
-    if (np == P && a->cin % 8 == 0 && a->cout % 8 == 0 && a->n >= 16) wht_fused(a, buf, x, y);
-    else wht_generic(a, buf, x, y, np);
+    if (a->cin % 8 || a->cout % 8 || a->n < 16) {
+        wht_generic(a, buf, x, y, np);
+        return;
+    }
+    if (np == P) {
+        wht_fused(a, buf, x, y);
+        return;
+    }
+    int8_t *xp = (int8_t *)(buf + 2 * ROWS(a->n) * P), *yp = xp + (size_t)P * a->cin;
+    memcpy(xp, x, (size_t)np * a->cin);
+    memset(xp + (size_t)np * a->cin, 0, (size_t)(P - np) * a->cin);
+    wht_fused(a, buf, xp, yp);
+    memcpy(y, yp, (size_t)np * a->cout);
 }
 #endif
 
@@ -415,7 +458,8 @@ int mfe_prepare_wht(const mfe_model *m, mfe_node *nd, char *err, size_t errlen) 
     for (int j = 0; smooth && j < TERMS; j++)
         for (int i = 0; i < TLEN; i++) w->codes[i] |= (int32_t)((uint32_t)(uint8_t)codes[j * TLEN + i] << (8 * j));
     /* |z'| <= 3|z| and ||z||_1 <= 128 n^1.5: bounded by 3 * 2^7 * 2^21 < 2^31 for n <= 2^14 */
-    nd->scratch = sizeof(int32_t) * ROWS(n) * P;
+    /* two block buffers (wht_fused), then zero-padded input and output pixels of a short block */
+    nd->scratch = 2 * sizeof(int32_t) * ROWS(n) * P + (size_t)P * (x->c + cout);
     return MFE_OK;
 }
 
