@@ -22,6 +22,7 @@
 
 typedef struct {  /* one allocation (the loader frees prep with free()) */
     int32_t codes[TLEN];          /* smooth: the three int8 table codes of a bucket in bytes 0-2 */
+    uint8_t terms[TERMS][TLEN];   /* smooth, for byte-permute lookups: shift |code| - 1 (31 for no term), +128 if negative */
     int32_t thresh[];             /* natural order, capped; [0] unused */
 } wht_prep;
 
@@ -185,27 +186,68 @@ static inline vec V_GATHER(const int32_t *table, vec idx) {  /* no gather in NEO
 /* Rows j0 .. j0 + SPAN(h) - 1 (j0 a multiple of SPAN(h)) share one skew: they are P lanes apart. */
 #define SPAN(h) ((h) < 128 ? (h) : 128)
 
+/* Butterflies across rows held in registers: r[k] is row j + k h, so BFLY(k, k + m) is stage m h.
+ * Written out: gcc 12 leaves loop forms rolled for NEON's two-register rows, and r[] in memory. */
+#define BFLY(j, k) do { vec u = r[j], v = r[k]; r[j] = V_ADD(u, v), r[k] = V_SUB(u, v); } while (0)
+static inline void fwht2(vec r[2]) { BFLY(0, 1); }
+static inline void fwht4(vec r[4]) { BFLY(0, 1); BFLY(2, 3); BFLY(0, 2); BFLY(1, 3); }
+static inline void fwht8(vec r[8]) {  /* stages h, 2h, 4h across eight rows */
+    BFLY(0, 1); BFLY(2, 3); BFLY(4, 5); BFLY(6, 7);
+    BFLY(0, 2); BFLY(1, 3); BFLY(4, 6); BFLY(5, 7);
+    BFLY(0, 4); BFLY(1, 5); BFLY(2, 6); BFLY(3, 7);
+}
+static inline void fwht16(vec r[16]) {
+    BFLY(0, 1); BFLY(2, 3); BFLY(4, 5); BFLY(6, 7); BFLY(8, 9); BFLY(10, 11); BFLY(12, 13); BFLY(14, 15);
+    BFLY(0, 2); BFLY(1, 3); BFLY(4, 6); BFLY(5, 7); BFLY(8, 10); BFLY(9, 11); BFLY(12, 14); BFLY(13, 15);
+    BFLY(0, 4); BFLY(1, 5); BFLY(2, 6); BFLY(3, 7); BFLY(8, 12); BFLY(9, 13); BFLY(10, 14); BFLY(11, 15);
+    BFLY(0, 8); BFLY(1, 9); BFLY(2, 10); BFLY(3, 11); BFLY(4, 12); BFLY(5, 13); BFLY(6, 14); BFLY(7, 15);
+}
+#undef BFLY
+
+#ifdef MFE_ISA_AVX512
+#define MAX_RADIX 16  /* rows a pass holds in registers: 16 of the 32 zmm */
+#else
+#define MAX_RADIX 8   /* AVX2: 16 ymm; NEON: a row is two of the 32 q registers */
+#endif
+
+/* One pass of log2(R) stages h .. (R/2) h over all n rows, R rows at a time in registers. */
+#define FWHT_PASS(R)                                                                                     \
+    static void fwht_pass##R(int32_t *buf, int32_t n, int32_t h) {                                      \
+        for (int32_t i = 0; i < n; i += R * h)                                                          \
+            for (int32_t j = i; j < i + h; j += SPAN(h)) {                                              \
+                int32_t *p[R];                                                                          \
+                for (int k = 0; k < R; k++) p[k] = ROW(buf, j + k * h);                                 \
+                for (int32_t t = 0; t < SPAN(h) * P; t += P) {                                          \
+                    vec r[R];                                                                           \
+                    for (int k = 0; k < R; k++) r[k] = V_LD(p[k] + t);                                  \
+                    fwht##R(r);                                                                         \
+                    for (int k = 0; k < R; k++) V_ST(p[k] + t, r[k]);                                   \
+                }                                                                                       \
+            }                                                                                           \
+    }
+FWHT_PASS(2)
+FWHT_PASS(4)
+FWHT_PASS(8)
+#if MAX_RADIX >= 16
+FWHT_PASS(16)
+#endif
+
+/* Stages h = h0, 2 h0, ... < h1 in as few passes over buf as the registers allow. */
 static void fwht_stages__simd(int32_t *buf, int32_t n, int32_t h0, int32_t h1) {
-    int32_t h = h0;
-    for (; 2 * h < h1; h *= 4)
-        for (int32_t i = 0; i < n; i += 4 * h)
-            for (int32_t j = i; j < i + h; j += SPAN(h)) {
-                int32_t *r0 = ROW(buf, j), *r1 = ROW(buf, j + h), *r2 = ROW(buf, j + 2 * h), *r3 = ROW(buf, j + 3 * h);
-                for (int32_t t = 0; t < SPAN(h) * P; t += P) {
-                    vec x0 = V_LD(r0 + t), x1 = V_LD(r1 + t), x2 = V_LD(r2 + t), x3 = V_LD(r3 + t);
-                    vec a = V_ADD(x0, x1), b = V_SUB(x0, x1), c = V_ADD(x2, x3), d = V_SUB(x2, x3);
-                    V_ST(r0 + t, V_ADD(a, c)), V_ST(r1 + t, V_ADD(b, d)), V_ST(r2 + t, V_SUB(a, c)), V_ST(r3 + t, V_SUB(b, d));
-                }
-            }
-    if (h < h1)
-        for (int32_t i = 0; i < n; i += 2 * h)
-            for (int32_t j = i; j < i + h; j += SPAN(h)) {
-                int32_t *r0 = ROW(buf, j), *r1 = ROW(buf, j + h);
-                for (int32_t t = 0; t < SPAN(h) * P; t += P) {
-                    vec u = V_LD(r0 + t), v = V_LD(r1 + t);
-                    V_ST(r0 + t, V_ADD(u, v)), V_ST(r1 + t, V_SUB(u, v));
-                }
-            }
+    int32_t s = 0;
+    while ((h0 << s) < h1) s++;
+    for (int32_t h = h0; s > 0;) {
+        int r = s >= 7 || s == 4 ? 4 : s >= 3 ? 3 : s;  /* 7 = 4 + 3, 6 = 3 + 3, 5 = 3 + 2 */
+        if (MAX_RADIX < 16 && r == 4) r = 3;
+        if (r == 4) {
+#if MAX_RADIX >= 16
+            fwht_pass16(buf, n, h);
+#endif
+        } else if (r == 3) fwht_pass8(buf, n, h);
+        else if (r == 2) fwht_pass4(buf, n, h);
+        else fwht_pass2(buf, n, h);
+        h <<= r, s -= r;
+    }
 }
 
 /* soft: max(z - T, 0) + min(z + T, 0); smooth: sign(z) * sum of +-(max(|z| - T, 0) >> e) from the table */
@@ -213,11 +255,24 @@ static inline vec threshold_vec(vec z, int32_t c, const wht_args *a) {
     const vec zero = V_SET1(0), t = V_SET1(a->w->thresh[c]);
     if (!a->smooth) return V_ADD(V_MAX(V_SUB(z, t), zero), V_MIN(V_ADD(z, t), zero));
     vec mag = V_ABS(z), rem = V_MAX(V_SUB(mag, t), zero), idx = V_MIN(V_SRL(mag, a->g), V_SET1(TLEN - 1)), f = zero;
+#if defined(MFE_ISA_AVX512) && defined(__AVX512VBMI__)
+    /* no gather: each term's 256-entry byte table is four zmm, looked up with two vpermt2b on the bucket
+     * index (its low 7 bits; bytes 1-3 of a lane read entry 0 and are masked off) and a blend on bit 7 */
+    const __mmask16 upper = _mm512_test_epi32_mask(idx, V_SET1(128));
+    const __m512i *tab = (const __m512i *)a->w->terms, low5 = V_SET1(31), neg = V_SET1(128);
+    for (int j = 0; j < TERMS; j++) {
+        __m512i lo = _mm512_permutex2var_epi8(_mm512_loadu_si512(tab + 4 * j), idx, _mm512_loadu_si512(tab + 4 * j + 1));
+        __m512i hi = _mm512_permutex2var_epi8(_mm512_loadu_si512(tab + 4 * j + 2), idx, _mm512_loadu_si512(tab + 4 * j + 3));
+        __m512i e = _mm512_mask_blend_epi32(upper, lo, hi), term = V_SRLV(rem, _mm512_and_si512(e, low5));
+        f = _mm512_mask_sub_epi32(V_ADD(f, term), _mm512_test_epi32_mask(e, neg), f, term);
+    }
+#else
     vec codes = V_GATHER(a->w->codes, idx), one = V_SET1(1);
     for (int j = 0; j < TERMS; j++) {  /* code byte j, sign-extended; a zero code has sign 0: no term */
         vec code = V_SRAI(V_SLLI(codes, 24 - 8 * j), 24);
         f = V_ADD(f, V_SIGN(V_SRLV(rem, V_SUB(V_ABS(code), one)), code));
     }
+#endif
     return V_SIGN(f, z);
 }
 
@@ -239,15 +294,6 @@ static inline void transpose8(__m256i r[8]) {
     }
 }
 #endif
-
-static inline void fwht8(vec r[8]) {  /* stages 1, 2, 4 across eight rows held in registers */
-    /* written out: gcc 12 leaves the loop form rolled for NEON's two-register rows, and r[] in memory */
-#define BFLY(j, k) do { vec u = r[j], v = r[k]; r[j] = V_ADD(u, v), r[k] = V_SUB(u, v); } while (0)
-    BFLY(0, 1); BFLY(2, 3); BFLY(4, 5); BFLY(6, 7);
-    BFLY(0, 2); BFLY(1, 3); BFLY(4, 6); BFLY(5, 7);
-    BFLY(0, 4); BFLY(1, 5); BFLY(2, 6); BFLY(3, 7);
-#undef BFLY
-}
 
 #ifdef MFE_ISA_AVX2
 /* Channels c0..c0+7 of 8 pixels (pixel stride cin) -> eight __m256i rows, one per channel. */
@@ -354,8 +400,9 @@ static int32_t span_of(int32_t c, int32_t n) {
 }
 
 /* Full blocks with channels in multiples of 8: stages 1-4 ride on the transposes. With cin and cout
- * near n, the top stage of both transforms is fused with the thresholds, so buf is swept
- * 2 log4(n/16) + 3 times, not ~12. Fewer channels than n take shortcuts, exact in integers:
+ * near n, the top three stages of both transforms are fused with the thresholds (one pass with eight
+ * rows in registers), and the other stages run in passes of up to MAX_RADIX rows: n = 1024 sweeps buf
+ * 4 times (load, stages 8-64, top, stages 64-8, store) where radix 2 would take 16. Fewer channels than n take shortcuts, exact in integers:
  *   in:  x is zero past m_in = span_of(cin) rows, so H_n x is H_{m_in} x repeated n / m_in times
  *        (row j of H_n restricted to the first m_in columns is row j mod m_in of H_{m_in});
  *   out: the first m_out = span_of(cout) outputs of H_n z' are H_{m_out} applied to z' folded
@@ -372,7 +419,23 @@ static void wht_fused(const wht_args *a, int32_t *buf, const int8_t *x, int8_t *
         for (int j = 0; j < 8; j++) V_ST(ROW(buf, c0 + j), r[j]);
     }
     int32_t *z = buf;  /* the rows the second transform reads */
-    if (!shortcut) {
+    if (!shortcut && n >= 64) {  /* the top three stages of both transforms around the thresholds, in registers */
+        const int32_t h = n / 8;
+        fwht_stages__simd(buf, n, 8, h);
+        for (int32_t j0 = 0; j0 < h; j0 += SPAN(h)) {
+            int32_t *p[8];
+            for (int k = 0; k < 8; k++) p[k] = ROW(buf, j0 + k * h);
+            for (int32_t j = j0, t = 0; j < j0 + SPAN(h); j++, t += P) {
+                for (int k = 0; k < 8; k++) r[k] = V_LD(p[k] + t);
+                fwht8(r);
+                for (int k = 0; k < 8; k++)
+                    if (j + k) r[k] = threshold_vec(r[k], j + k * h, a);  /* DC (row 0) passes through */
+                fwht8(r);
+                for (int k = 0; k < 8; k++) V_ST(p[k] + t, r[k]);
+            }
+        }
+        fwht_stages__simd(buf, n, 8, h);
+    } else if (!shortcut) {
         fwht_stages__simd(buf, n, 8, half);
         for (int32_t j0 = 0; j0 < half; j0 += SPAN(half)) {  /* top stage, thresholds, top stage of the second transform */
             int32_t *r0 = ROW(buf, j0), *r1 = ROW(buf, j0 + half);
@@ -456,7 +519,11 @@ int mfe_prepare_wht(const mfe_model *m, mfe_node *nd, char *err, size_t errlen) 
     }
     const int8_t *codes = nd->blob[MFE_WHT_B_TABLE];
     for (int j = 0; smooth && j < TERMS; j++)
-        for (int i = 0; i < TLEN; i++) w->codes[i] |= (int32_t)((uint32_t)(uint8_t)codes[j * TLEN + i] << (8 * j));
+        for (int i = 0; i < TLEN; i++) {
+            const int32_t code = codes[j * TLEN + i];  /* in [-32, 32]: rem >> 31 is 0 for rem < 2^31, as no term */
+            w->codes[i] |= (int32_t)((uint32_t)(uint8_t)code << (8 * j));
+            w->terms[j][i] = (uint8_t)(code ? (code < 0 ? -code : code) - 1 + (code < 0 ? 128 : 0) : 31);
+        }
     /* |z'| <= 3|z| and ||z||_1 <= 128 n^1.5: bounded by 3 * 2^7 * 2^21 < 2^31 for n <= 2^14 */
     /* two block buffers (wht_fused), then zero-padded input and output pixels of a short block */
     nd->scratch = 2 * sizeof(int32_t) * ROWS(n) * P + (size_t)P * (x->c + cout);
