@@ -88,3 +88,41 @@ fuzz: fuzz-build
 	$(PYTHON) cbackend/fuzz/make_corpus.py $(ROBUST)/seeds  # seeds of the current op table too
 	$(ROBUST)/fuzz_model -max_total_time=$(FUZZ_SECONDS) -dict=cbackend/fuzz/mfe.dict -timeout=10 \
 		-rss_limit_mb=2048 -print_final_stats=1 $(FUZZ_FLAGS) $(ROBUST)/corpus $(ROBUST)/seeds cbackend/fuzz/corpus
+
+# ---- CUDA backend (issue 6): build/cuda/libmfe_cuda.so, bound by engine/cuda.py (cffi ABI mode) ----
+# make cuda                     sm_75 (CUDA 13's oldest target); the GPU machine: make cuda CUDA_ARCH=sm_90
+# make cuda CUDA_ARCH=sm_53     a Jetson Nano, with the board's own nvcc (JetPack 4: CUDA 10.2); Orin: sm_87
+# The C loader and kernels (cbackend/src/*.c, scalar) are linked in: model files are parsed and validated
+# by the same C code as the C backend. CUDA_DEFS=-DMFE_CUDA_PLAIN builds without __dp4a (the sm_53 path).
+.PHONY: cuda FORCE
+NVCC ?= nvcc
+CUDA_ARCH ?= sm_75
+CUDA_OUT ?= build/cuda
+CUDA_DEFS ?=
+CUDA_CC ?= $(CC)
+CUDA_HDRS := $(wildcard cbackend/cuda/*.cuh cbackend/cuda/*.h) $(wildcard cbackend/src/*.h cbackend/include/*.h)
+CUDA_OBJS := $(patsubst cbackend/cuda/%.cu,$(CUDA_OUT)/obj/%.o,$(wildcard cbackend/cuda/*.cu)) \
+	$(patsubst cbackend/cuda/%.c,$(CUDA_OUT)/obj/cuda_%.o,$(wildcard cbackend/cuda/*.c)) \
+	$(patsubst cbackend/src/%.c,$(CUDA_OUT)/obj/c_%.o,$(wildcard cbackend/src/*.c))
+CUDA_FLAGS = -std=c++14 -O3 -arch=$(CUDA_ARCH) -Xcompiler -fPIC,-Wall,-Wextra -DMFE_CUDA_ARCHS='"$(CUDA_ARCH)"' \
+	$(CUDA_DEFS) $(C_INCLUDES)
+CUDA_CFLAGS = -std=c11 -O2 -fPIC -DMFE_FORCE_SCALAR -Wall -Wextra -Wno-unused-parameter -Wno-unknown-pragmas $(C_INCLUDES)
+
+cuda: $(CUDA_OUT)/libmfe_cuda.so
+
+$(CUDA_OUT)/flags: FORCE  # rebuild everything when the flags change (CUDA_ARCH, CUDA_DEFS)
+	@mkdir -p $(CUDA_OUT)/obj
+	@echo '$(NVCC) $(CUDA_FLAGS) | $(CUDA_CC) $(CUDA_CFLAGS)' | cmp -s - $@ || echo '$(NVCC) $(CUDA_FLAGS) | $(CUDA_CC) $(CUDA_CFLAGS)' > $@
+
+$(CUDA_OUT)/obj/%.o: cbackend/cuda/%.cu $(CUDA_HDRS) $(CUDA_OUT)/flags
+	$(NVCC) $(CUDA_FLAGS) -c $< -o $@
+
+$(CUDA_OUT)/obj/cuda_%.o: cbackend/cuda/%.c $(CUDA_HDRS) $(CUDA_OUT)/flags
+	$(CUDA_CC) $(CUDA_CFLAGS) -c $< -o $@
+
+$(CUDA_OUT)/obj/c_%.o: cbackend/src/%.c $(CUDA_HDRS) $(CUDA_OUT)/flags
+	$(CUDA_CC) $(CUDA_CFLAGS) -c $< -o $@
+
+$(CUDA_OUT)/libmfe_cuda.so: $(CUDA_OBJS) cbackend/cuda/exports.map
+	$(NVCC) -shared -arch=$(CUDA_ARCH) $(CUDA_OBJS) -Xlinker -Bsymbolic,--version-script=cbackend/cuda/exports.map -lm -o $@.tmp
+	@mv $@.tmp $@

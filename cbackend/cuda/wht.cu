@@ -1,0 +1,361 @@
+/* wht: FWHT over channels, integer soft/smooth thresholds, FWHT, crop, residual, >> (log2 n + oshift),
+ * clamp: one kernel, int8 in and int8 out (cbackend/src/wht.c is the model, numbers and all).
+ *
+ * Fast kernel (n <= 1024): one warp per 1024 coefficients, i.e. 1024 / n pixels. Each lane holds 32 of
+ * them in registers; butterflies along the register bits run in registers, one transpose through shared
+ * memory (per warp, 16-byte stores) swaps the lane bits into registers for the other stages, a second
+ * transpose swaps them back for the store. Loads and stores are 16 bytes per lane when cin (cout) == n.
+ * Arithmetic is fp32 on integers, exact: every value the two transforms make is a signed sum of distinct
+ * inputs or thresholded coefficients, bounded by 3 * 128 * n^1.5 <= 12,582,912 < 2^24 for n <= 1024 (the
+ * Parseval bound of wht.c), and fp32 adds integers below 2^24 exactly. Thresholds are capped at 2^22 as
+ * in wht.c (|z| <= 128 n <= 2^17, so the cap changes nothing). The output step floor(v / 2^s + 1/2) is one
+ * fmaf (exact where it matters: see out_byte), the clamp is on the float, and floor comes from adding
+ * 1.5 * 2^23 rounding down, whose low byte is the int8 result.
+ *
+ * Generic kernel (n > 1024, up to 2^14): one block per pixel, int32 in a global scratch row, as wht.c. */
+#include <stdlib.h>
+#include <string.h>
+#include "common.cuh"
+
+#define TLEN 256
+#define TERMS 3
+#define T_CAP (1 << 22)
+#define FAST_MAX_N 1024
+#define WARPS 4         /* warps per block of the fast kernel */
+#define TSTRIDE 36      /* floats per row of a warp's 32 x 32 transpose buffer: 16-byte rows, no bank conflicts */
+#define GEN_THREADS 256
+
+struct wht_args {
+    int32_t n, k, cin, cout, smooth, g, residual, shift, lo, hi;
+    float scale, half, flo, fhi, fres;  /* 2^-shift, 1/2 (0 when shift is 0), lo, hi, 2^k */
+};
+
+/* ---- shared with the C code: one coefficient through the threshold (wht.c threshold1) ---- */
+
+__device__ __forceinline__ int32_t threshold1(int32_t z, int32_t t, int32_t smooth, int32_t g, const int32_t *codes) {
+    int32_t mag = z < 0 ? -z : z, rem = mag - t > 0 ? mag - t : 0;
+    if (!smooth) return z < 0 ? -rem : rem;
+    int32_t idx = (mag >> g) < TLEN ? (mag >> g) : TLEN - 1, f = 0, packed = codes[idx];
+#pragma unroll
+    for (int j = 0; j < TERMS; j++) {  /* f = sum of +-(rem >> e): no multiply */
+        int32_t code = (int8_t)(packed >> (8 * j)), v = code ? rem >> ((code < 0 ? -code : code) - 1) : 0;
+        f += code < 0 ? -v : v;
+    }
+    return z < 0 ? -f : f;
+}
+
+/* ---- fast kernel ---- */
+
+/* integers below 2^22 in magnitude, exactly, without the conversion unit: 1.5 * 2^23 has ulp 1 */
+__device__ __forceinline__ float i2f(int32_t i) { return __int_as_float(i + 0x4B400000) - 12582912.0f; }
+__device__ __forceinline__ int32_t f2i(float f) { return __float_as_int(__fadd_rn(f, 12582912.0f)) - 0x4B400000; }
+
+/* Coefficient index (10 bits: pixel-in-block bits above log2 n, channel bits below) of register r in
+ * lane l. A layout: r bits 0-3 = index bits 0-3, r bit 4 = index bit 9, lane = bits 4-8 (each lane's
+ * registers 0-15 and 16-31 are two 16-byte runs). B layout, after the transpose: the two swap roles. */
+__device__ __forceinline__ int32_t idx_a(int32_t lane, int32_t r) { return ((r >> 4) << 9) | (lane << 4) | (r & 15); }
+__device__ __forceinline__ int32_t idx_b(int32_t lane, int32_t m) { return ((lane >> 4) << 9) | (m << 4) | (lane & 15); }
+
+template <int RB>
+__device__ __forceinline__ void bfly(float v[32]) {  /* butterflies along register bit RB */
+#pragma unroll
+    for (int r = 0; r < 32; r++)
+        if (!(r & (1 << RB))) {
+            const float a = v[r], b = v[r | (1 << RB)];
+            v[r] = __fadd_rn(a, b), v[r | (1 << RB)] = __fsub_rn(a, b);
+        }
+}
+
+/* A layout: index bits 0-3 and 9 are register bits 0-4; only bits below log2 n are transform stages */
+__device__ __forceinline__ void stages_a(float v[32], int32_t k) {
+    if (k > 0) bfly<0>(v);
+    if (k > 1) bfly<1>(v);
+    if (k > 2) bfly<2>(v);
+    if (k > 3) bfly<3>(v);
+    if (k > 9) bfly<4>(v);
+}
+
+/* B layout: index bits 4-8 are register bits 0-4 */
+__device__ __forceinline__ void stages_b(float v[32], int32_t k) {
+    if (k > 4) bfly<0>(v);
+    if (k > 5) bfly<1>(v);
+    if (k > 6) bfly<2>(v);
+    if (k > 7) bfly<3>(v);
+    if (k > 8) bfly<4>(v);
+}
+
+/* v (lane l, register r) <- v (lane r, register l), through this warp's 32 x TSTRIDE floats */
+__device__ __forceinline__ void transpose(float v[32], float *s, int32_t lane) {
+    float4 *row = (float4 *)(s + lane * TSTRIDE);
+#pragma unroll
+    for (int q = 0; q < 8; q++) row[q] = make_float4(v[4 * q], v[4 * q + 1], v[4 * q + 2], v[4 * q + 3]);
+    __syncwarp();
+#pragma unroll
+    for (int r = 0; r < 32; r++) v[r] = s[r * TSTRIDE + lane];
+    __syncwarp();
+}
+
+/* 16 int8 in a 16-byte word -> 16 floats */
+__device__ __forceinline__ void unpack16(const int4 w, float *v) {
+    const int32_t ws[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+    for (int q = 0; q < 4; q++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) v[4 * q + j] = i2f((int32_t)(int8_t)(ws[q] >> (8 * j)));
+}
+
+/* The two 16-byte runs of lane `lane` in block `blk` when cin == n (16 <= n): run j starts at byte
+ * 512 j + 16 lane of the block's 1024 contiguous bytes and lies in one pixel. */
+__device__ __forceinline__ void load_runs(const int8_t *__restrict__ x, long long blk, int32_t lane, int32_t k,
+                                          long long npix, int4 &r0, int4 &r1) {
+    const long long p0 = blk << (10 - k);
+    const int32_t o0 = 16 * lane, o1 = 512 + 16 * lane;
+    const int4 zero = make_int4(0, 0, 0, 0);
+    r0 = p0 + (o0 >> k) < npix ? __ldg((const int4 *)(x + (blk << 10) + o0)) : zero;
+    r1 = p0 + (o1 >> k) < npix ? __ldg((const int4 *)(x + (blk << 10) + o1)) : zero;
+}
+
+/* A layout, element by element: pixel p0 + (i >> k), channel i & (n - 1), zero past cin or npix */
+/* pixels of block blk that exist (the last block may be short), in 0..1024 */
+__device__ __forceinline__ int32_t pixels_in(long long blk, int32_t k, long long npix) {
+    const long long left = npix - (blk << (10 - k));
+    return left < (1 << (10 - k)) ? (int32_t)left : 1 << (10 - k);
+}
+
+__device__ __forceinline__ void load_bytes(const int8_t *__restrict__ x, long long blk, int32_t lane, const wht_args &a,
+                                           long long npix, float v[32]) {
+    const int8_t *xb = x + (size_t)(blk << (10 - a.k)) * a.cin;
+    const int32_t np = pixels_in(blk, a.k, npix);
+#pragma unroll
+    for (int r = 0; r < 32; r++) {  /* offsets below 2^10 * 2^10: 32-bit */
+        const int32_t i = idx_a(lane, r), e = i & (a.n - 1), q = i >> a.k;
+        v[r] = q < np && e < a.cin ? i2f(xb[q * a.cin + e]) : 0.0f;
+    }
+}
+
+/* floor(v / 2^s + 1/2) clamped to [lo, hi], as the low byte of a float's bits. The fmaf rounds once; its
+ * floor is still exact: an integer N + 1 can only be reached from below if the spacing of floats near it
+ * exceeds 2^(1-s), i.e. |N + 1| >= 2^(24-s); but |v| + 2^(s-1) < 2^24 (|v| < 12.72e6 with the residual),
+ * so for s <= 22 every |result| < 2^(24-s), and for s >= 23 the result lies in (-1, 2], whose integers
+ * are met exactly. With s = 0 the half is 0 and v passes unchanged. */
+__device__ __forceinline__ int32_t out_byte(float v, const wht_args &a) {
+    float t = fmaf(v, a.scale, a.half);
+    t = fminf(fmaxf(t, a.flo), a.fhi);
+    return __float_as_int(__fadd_rd(t, 12582912.0f));  /* 1.5 * 2^23 + floor(t): the low byte is floor(t) */
+}
+
+__device__ __forceinline__ int32_t pack4(int32_t b0, int32_t b1, int32_t b2, int32_t b3) {
+    return (int32_t)__byte_perm(__byte_perm((uint32_t)b0, (uint32_t)b1, 0x0040), __byte_perm((uint32_t)b2, (uint32_t)b3, 0x0040),
+                                0x5410);
+}
+
+template <bool VIN, bool VOUT, bool SMOOTH, bool RES>
+__global__ void __launch_bounds__(32 * WARPS) wht_fast(const int8_t *__restrict__ x, int8_t *__restrict__ y, long long npix,
+                                                       const wht_args a, const int32_t *__restrict__ thresh,
+                                                       const int32_t *__restrict__ codes) {
+    __shared__ __align__(16) float tbuf[WARPS][32 * TSTRIDE];
+    __shared__ int32_t table[SMOOTH ? TLEN : 1];
+    const int32_t lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    float *s = tbuf[warp];
+    if (SMOOTH) {
+        for (int32_t i = threadIdx.x; i < TLEN; i += blockDim.x) table[i] = codes[i];
+        __syncthreads();
+    }
+    /* this lane's thresholds in the B layout (the threshold step's); DC passes: soft with T = 0 is the
+     * identity (z - clamp(z, -0, 0)), smooth keeps a mask */
+    float tf[32];  /* soft: T as a float (T <= 2^22: exact); smooth: T's int32 bits */
+    uint32_t dc = 0;
+#pragma unroll
+    for (int m = 0; m < 32; m++) {
+        const int32_t e = idx_b(lane, m) & (a.n - 1);
+        const int32_t t = e ? thresh[e] : 0;
+        tf[m] = SMOOTH ? __int_as_float(t) : (float)t;
+        dc |= (uint32_t)(e == 0) << m;
+    }
+    const long long nblk = (npix + (1 << (10 - a.k)) - 1) >> (10 - a.k);
+    const long long stride = (long long)gridDim.x * WARPS;
+    long long blk = (long long)blockIdx.x * WARPS + warp;
+    int4 c0 = make_int4(0, 0, 0, 0), c1 = c0;
+    if (VIN && blk < nblk) load_runs(x, blk, lane, a.k, npix, c0, c1);
+    for (; blk < nblk; blk += stride) {
+        float v[32];
+        if (VIN) {
+            int4 n0 = make_int4(0, 0, 0, 0), n1 = n0;
+            if (blk + stride < nblk) load_runs(x, blk + stride, lane, a.k, npix, n0, n1);  /* next block in flight */
+            unpack16(c0, v), unpack16(c1, v + 16);
+            c0 = n0, c1 = n1;
+        } else {
+            load_bytes(x, blk, lane, a, npix, v);
+        }
+        stages_a(v, a.k);
+        transpose(v, s, lane);
+        stages_b(v, a.k);
+#pragma unroll
+        for (int m = 0; m < 32; m++) {
+            if (SMOOTH) {
+                const int32_t z = f2i(v[m]);
+                v[m] = i2f((dc >> m) & 1 ? z : threshold1(z, __float_as_int(tf[m]), 1, a.g, table));
+            } else {
+                v[m] = __fsub_rn(v[m], fminf(fmaxf(v[m], -tf[m]), tf[m]));
+            }
+        }
+        stages_b(v, a.k);
+        transpose(v, s, lane);
+        stages_a(v, a.k);
+        if (RES) {  /* + x << k (cin == cout) */
+            float xr[32];
+            if (VIN) {
+                int4 r0, r1;
+                load_runs(x, blk, lane, a.k, npix, r0, r1);
+                unpack16(r0, xr), unpack16(r1, xr + 16);
+            } else {
+                load_bytes(x, blk, lane, a, npix, xr);
+            }
+#pragma unroll
+            for (int r = 0; r < 32; r++) v[r] = fmaf(xr[r], a.fres, v[r]);  /* exact: integers below 2^24 */
+        }
+        const long long p0 = blk << (10 - a.k);
+        if (VOUT) {
+#pragma unroll
+            for (int j = 0; j < 2; j++) {
+                const int32_t o = 512 * j + 16 * lane;
+                if (p0 + (o >> a.k) < npix) {
+                    int32_t w[4];
+#pragma unroll
+                    for (int q = 0; q < 4; q++) {
+                        const float *u = v + 16 * j + 4 * q;
+                        w[q] = pack4(out_byte(u[0], a), out_byte(u[1], a), out_byte(u[2], a), out_byte(u[3], a));
+                    }
+                    *(int4 *)(y + (blk << 10) + o) = make_int4(w[0], w[1], w[2], w[3]);
+                }
+            }
+        } else {
+            int8_t *yb = y + (size_t)p0 * a.cout;
+            const int32_t np = pixels_in(blk, a.k, npix);
+#pragma unroll
+            for (int r = 0; r < 32; r++) {
+                const int32_t i = idx_a(lane, r), e = i & (a.n - 1), q = i >> a.k;
+                if (q < np && e < a.cout) yb[q * a.cout + e] = (int8_t)out_byte(v[r], a);
+            }
+        }
+    }
+}
+
+/* ---- generic kernel: one block per pixel, int32 rows in global scratch (n up to 2^14) ---- */
+
+__device__ void fwht_block(int32_t *buf, int32_t n) {
+    for (int32_t h = 1; h < n; h *= 2) {
+        for (int32_t j = threadIdx.x; j < n / 2; j += blockDim.x) {
+            const int32_t i = ((j & ~(h - 1)) << 1) | (j & (h - 1));
+            const int32_t u = buf[i], w = buf[i + h];
+            buf[i] = u + w, buf[i + h] = u - w;
+        }
+        __syncthreads();
+    }
+}
+
+__global__ void __launch_bounds__(GEN_THREADS) wht_generic(const int8_t *__restrict__ x, int8_t *__restrict__ y, long long npix,
+                                                           const wht_args a, const int32_t *__restrict__ thresh,
+                                                           const int32_t *__restrict__ codes, int32_t *__restrict__ scratch) {
+    int32_t *buf = scratch + (size_t)blockIdx.x * a.n;
+    for (long long p = blockIdx.x; p < npix; p += gridDim.x) {
+        const int8_t *xp = x + (size_t)p * a.cin;
+        for (int32_t i = threadIdx.x; i < a.n; i += blockDim.x) buf[i] = i < a.cin ? xp[i] : 0;
+        __syncthreads();
+        fwht_block(buf, a.n);
+        for (int32_t c = threadIdx.x; c < a.n; c += blockDim.x)  /* c = 0 is DC: passed through */
+            if (c) buf[c] = threshold1(buf[c], thresh[c], a.smooth, a.g, codes);
+        __syncthreads();
+        fwht_block(buf, a.n);
+        for (int32_t c = threadIdx.x; c < a.cout; c += blockDim.x) {
+            long long v = buf[c] + (a.residual ? (long long)xp[c] * (1LL << a.k) : 0);
+            y[(size_t)p * a.cout + c] = d_sat8(d_rshift_round(v, a.shift), a.lo, a.hi);
+        }
+        __syncthreads();  /* the row is rewritten by the next pixel */
+    }
+}
+
+/* ---- host ---- */
+
+size_t cu_wht_rows(const cu_device *d) { return (size_t)d->sm_count * 4; }
+
+size_t cu_wht_generic_n(const cu_node *cn) {
+    return cn->nd->op == MFE_OP_WHT && cn->iarg[0] ? (size_t)cn->nd->a[MFE_WHT_N] : 0;
+}
+
+int cu_prepare_wht(const mfe_cuda_model *cm, int32_t node, cu_node *cn, cu_params *p, char *err, size_t errlen) {
+    const mfe_node *nd = cn->nd;
+    const int32_t n = nd->a[MFE_WHT_N], smooth = nd->a[MFE_WHT_MODE];
+    const char *force = getenv("MFE_CUDA_WHT_GENERIC");  /* tests: run the generic kernel for every n */
+    (void)cm, (void)node;
+    int32_t k = 0;
+    while ((1 << k) < n) k++;
+    int32_t *t = (int32_t *)calloc((size_t)n + TLEN, sizeof(int32_t)), *codes = t + n;
+    if (!t) MFE_FAIL(MFE_ENOMEM, "out of memory");
+    const int32_t *src = (const int32_t *)nd->blob[MFE_WHT_B_THRESH];
+    for (int32_t s = 0; s < n; s++) {  /* walsh (sequency) s -> natural row bitrev(gray(s)) */
+        int32_t gray = s ^ (s >> 1), nat = 0;
+        for (int32_t b = 0; b < k; b++) nat |= ((gray >> b) & 1) << (k - 1 - b);
+        t[nd->a[MFE_WHT_ORDER] ? nat : s] = src[s] < T_CAP ? src[s] : T_CAP;
+    }
+    const int8_t *tab = (const int8_t *)nd->blob[MFE_WHT_B_TABLE];
+    for (int j = 0; smooth && j < TERMS; j++)
+        for (int i = 0; i < TLEN; i++) codes[i] |= (int32_t)((uint32_t)(uint8_t)tab[j * TLEN + i] << (8 * j));
+    int failed = 0;
+    cn->prep_off[0] = cu_params_add(p, t, sizeof(int32_t) * ((size_t)n + TLEN), &failed);
+    free(t);
+    if (failed) MFE_FAIL(MFE_ENOMEM, "out of memory");
+    cn->iarg[0] = n > FAST_MAX_N || (force && force[0] == '1');  /* generic kernel */
+    cn->iarg[1] = k;
+    return MFE_OK;
+}
+
+template <bool VIN, bool VOUT, bool SMOOTH, bool RES>
+static int launch_fast(const cu_launch *l, const int8_t *x, int8_t *y, long long npix, const wht_args &a, const int32_t *t,
+                       char *err, size_t errlen) {
+    int per_sm = 0;
+    MFE_CU_TRY(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, wht_fast<VIN, VOUT, SMOOTH, RES>, 32 * WARPS, 0));
+    const long long blocks = ((npix + (1 << (10 - a.k)) - 1) >> (10 - a.k)), grid = (blocks + WARPS - 1) / WARPS;
+    long long cap = (long long)l->cm->dev.sm_count * (per_sm > 0 ? per_sm : 1);
+    wht_fast<VIN, VOUT, SMOOTH, RES><<<(unsigned)(grid < cap ? grid : cap), 32 * WARPS, 0, l->stream>>>(x, y, npix, a, t, t + a.n);
+    MFE_CU_LAUNCHED("wht (fast)");
+    return MFE_OK;
+}
+
+template <bool VIN, bool VOUT>
+static int launch_fast2(const cu_launch *l, const int8_t *x, int8_t *y, long long npix, const wht_args &a, const int32_t *t,
+                        char *err, size_t errlen) {
+    if (a.smooth)
+        return a.residual ? launch_fast<VIN, VOUT, true, true>(l, x, y, npix, a, t, err, errlen)
+                          : launch_fast<VIN, VOUT, true, false>(l, x, y, npix, a, t, err, errlen);
+    return a.residual ? launch_fast<VIN, VOUT, false, true>(l, x, y, npix, a, t, err, errlen)
+                      : launch_fast<VIN, VOUT, false, false>(l, x, y, npix, a, t, err, errlen);
+}
+
+int cu_launch_wht(const cu_launch *l, const void *in0, const void *, void *out, char *err, size_t errlen) {
+    const cu_node *cn = l->cn;
+    const mfe_node *nd = cn->nd;
+    wht_args a;
+    a.n = nd->a[MFE_WHT_N], a.k = cn->iarg[1], a.cin = l->x->c, a.cout = l->y->c, a.smooth = nd->a[MFE_WHT_MODE];
+    a.g = nd->a[MFE_WHT_TSHIFT], a.residual = nd->a[MFE_WHT_RESIDUAL], a.shift = a.k + nd->a[MFE_WHT_OSHIFT];
+    a.lo = nd->a[MFE_WHT_ACT_LO], a.hi = nd->a[MFE_WHT_ACT_HI];
+    a.scale = ldexpf(1.0f, -a.shift), a.half = a.shift ? 0.5f : 0.0f, a.flo = (float)a.lo, a.fhi = (float)a.hi;
+    a.fres = ldexpf(1.0f, a.k);
+    const long long npix = (long long)l->n * l->x->h * l->x->w;
+    const int8_t *x = (const int8_t *)in0;
+    int8_t *y = (int8_t *)out;
+    const int32_t *t = (const int32_t *)cn->prep[0];
+    if (cn->iarg[0]) {
+        const mfe_cuda_model *cm = l->cm;
+        if (!cm->wht_scratch || (size_t)a.n > cm->wht_scratch_n) MFE_FAIL(MFE_EARG, "wht scratch missing");
+        long long grid = npix < (long long)cm->wht_scratch_rows ? npix : (long long)cm->wht_scratch_rows;
+        wht_generic<<<(unsigned)(grid > 0 ? grid : 1), GEN_THREADS, 0, l->stream>>>(x, y, npix, a, t, t + a.n, cm->wht_scratch);
+        MFE_CU_LAUNCHED("wht (generic)");
+        return MFE_OK;
+    }
+    const bool vin = a.cin == a.n && a.n >= 16, vout = a.cout == a.n && a.n >= 16;
+    if (vin && vout) return launch_fast2<true, true>(l, x, y, npix, a, t, err, errlen);
+    if (vin) return launch_fast2<true, false>(l, x, y, npix, a, t, err, errlen);
+    if (vout) return launch_fast2<false, true>(l, x, y, npix, a, t, err, errlen);
+    return launch_fast2<false, false>(l, x, y, npix, a, t, err, errlen);
+}
