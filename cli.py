@@ -132,7 +132,7 @@ def run(model: str | None, input_path: str | None, dataset: str | None, backend:
               "input": source, "predictions": preds.tolist(), "logits_sha256": logits_sha256(logits),
               "latency_ms": {"per_batch_median": round(med, 4), "per_image": round(med / min(batch, len(u8)), 5)}}
     if backend != "ref":
-        result["isa"] = m.native().isa if backend == "c" else backend
+        result["isa"] = m.native(backend).isa  # c: the instruction set; cuda: the device
     if labels is not None:
         result["accuracy"] = round(float((preds == np.asarray(labels)[:len(preds)]).mean()), 6)
     if as_json:

@@ -63,17 +63,20 @@ class Model:
 
     def check_backend(self, backend: str) -> None:
         """Raise BackendError unless `backend` can run this model here."""
-        if backend == "cuda":
-            raise BackendError("the CUDA backend is not built in this version")
         if backend not in BACKENDS:
             raise BackendError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
         if backend != "ref":
             self.native(backend)
 
     def native(self, backend: str = "c") -> NativeModel:
+        """The backend's loaded model, made once per Model (the CUDA one holds device-resident buffers)."""
         with self._native_lock:
             if backend not in self._native:
-                self._native[backend] = NativeModel(self.data, "native" if backend == "c" else backend[2:])
+                if backend == "cuda":
+                    from .cuda import CudaModel
+                    self._native[backend] = CudaModel(self.data)
+                else:
+                    self._native[backend] = NativeModel(self.data, "native" if backend == "c" else backend[2:])
             return self._native[backend]
 
 
