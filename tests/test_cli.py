@@ -58,7 +58,6 @@ def test_inspect_counts():
 @pytest.mark.parametrize("args,words", [
     (("run", "missing.mfe"), "No such file"),
     (("run", "--input", "nothere.npy"), "cannot read"),
-    (("run", "--backend", "cuda"), "CUDA backend"),
     (("convert", "nothere.pt", "-o", "x.mfe"), "no such file"),
     (("run", "--dataset", "mnist"), "unknown dataset"),
 ])
