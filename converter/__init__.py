@@ -48,7 +48,11 @@ def convert(model, calib: np.ndarray, mean: list[float], std: list[float], *, mu
     layers = trace.layers_of(gm)
     if not layers:
         raise ConvertError("the model has no layers to convert")
-    absmax = calibrate.ranges(gm, [lay.fx_out for lay in layers],
+    ranged = gm
+    if mulfree and not isinstance(model, torch.fx.GraphModule):
+        from .mulfree import fake_quant
+        ranged = fake_quant(model, std)  # the activations the power-of-two weights give (what training saw)
+    absmax = calibrate.ranges(ranged, [lay.fx_out for lay in layers],
                               list(float_batches(calib, mean, std, float_batch_size(model))), percentile, progress)
     q = quantize.Quantizer(layers, absmax, tuple(calib.shape[1:]), mean, std, mulfree)
     return q.build({"producer": "converter", "normalization": {"mean": list(mean), "std": list(std)},

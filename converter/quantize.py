@@ -2,8 +2,9 @@
 
 Scales are symmetric per tensor (activations) and per output channel (conv weights); the model's
 input normalisation (x/255 - mean) / std is folded into the first conv, whose padding takes the pixel
-value that normalises to zero (pad_value). `mulfree` rounds every weight to a signed power of two (or
-zero) and every requantisation multiplier to a power of two, so no multiply remains.
+value that normalises to zero (pad_value). `mulfree` applies the rule in converter/mulfree.py: signed
+power-of-two weights (or zero) with power-of-two steps, power-of-two activation scales and BatchNorm
+scales, so every requantisation is an exact shift and no multiply remains.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from engine.ops.wht import SMOOTH, SOFT, smooth_table
 from engine.quant import INT32_MAX, pow2_multiplier, quantize_multiplier
 
 from .errors import ConvertError
+from .mulfree import pow2_act_scale, pow2_nearest, pow2_round, pow2_scale, pow2_weights
 from .trace import Layer
 
 ZERO_POINT = 128  # uint8 pixel u -> int8 q = u - 128: no clamping, q * (1/255) spans the pixel range
@@ -27,22 +29,21 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().double().cpu().numpy()
 
 
-def _pow2_round(v: np.ndarray, top: int) -> np.ndarray:
-    """|v| to the nearest power of two in the log domain (0 below 2^-0.5), capped at `top`."""
-    mag = np.abs(v)
-    e = np.clip(np.rint(np.log2(np.maximum(mag, 1e-30))), 0, math.log2(top))
-    return np.where(mag < 2 ** -0.5, 0, np.sign(v) * 2.0 ** e)
+def _pow2(f, v: np.ndarray, *args) -> np.ndarray:
+    """A converter.mulfree rule (torch) applied to numpy values."""
+    return f(torch.from_numpy(np.asarray(v, np.float64)), *args).numpy()
 
 
 def quant_weights(w: np.ndarray, per_channel: bool, mulfree: bool) -> tuple[np.ndarray, np.ndarray]:
     """int8 weights and their scales (per output channel, or one)."""
-    flat = w.reshape(w.shape[0], -1) if per_channel else w.reshape(1, -1)
-    top = 64 if mulfree else 127
-    scale = np.maximum(np.abs(flat).max(1), 1e-12) / top
-    shape = (-1,) + (1,) * (w.ndim - 1) if per_channel else ()
-    s = scale.reshape(shape) if per_channel else scale[0]
-    q = _pow2_round(w / s, 64) if mulfree else np.clip(np.rint(w / s), -127, 127)
-    return q.astype(np.int8), (scale if per_channel else np.full(w.shape[0], scale[0]))
+    if mulfree:
+        q, scale = pow2_weights(torch.from_numpy(w), per_channel)
+        scale = scale.numpy().ravel()
+    else:
+        flat = w.reshape(w.shape[0], -1) if per_channel else w.reshape(1, -1)
+        scale = np.maximum(np.abs(flat).max(1), 1e-12) / 127
+        q = np.clip(np.rint(w / (scale.reshape((-1,) + (1,) * (w.ndim - 1)) if per_channel else scale[0])), -127, 127)
+    return np.asarray(q).astype(np.int8), (scale if per_channel else np.full(w.shape[0], scale[0]))
 
 
 def multipliers(real: np.ndarray, mulfree: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -81,7 +82,7 @@ class Quantizer:
         top = self.absmax.get(layer.fx_out, 0.0)
         if layer.act is not None:
             top = min(top, layer.act[1])
-        return max(top, 1e-8) / 127
+        return pow2_act_scale(top) if self.mulfree else max(top, 1e-8) / 127
 
     def build(self, meta: dict) -> Graph:
         for i, layer in enumerate(self.layers):
@@ -121,18 +122,23 @@ class Quantizer:
     def _hdw(self, layer: Layer, last: bool) -> tuple[int, float]:
         x, sx = self._input(layer)
         w, bias = _np(layer.weight).reshape(-1, 9), _np(layer.bias)
-        top = 64 if self.mulfree else 127
         # x and w share one scale: shift whichever has the smaller range up by a power of two
-        e = int(np.clip(math.floor(math.log2(top * sx / max(np.abs(w).max(), 1e-12))), -7, 7))
+        if self.mulfree:  # the weights' power-of-two step (exact when sx is a power of two, as mulfree makes it)
+            e = round(math.log2(sx / float(_pow2(pow2_scale, w, False))))
+        else:
+            e = math.floor(math.log2(127 * sx / max(np.abs(w).max(), 1e-12)))
+        e = int(np.clip(e, -7, 7))
         xshift, wshift = max(e, 0), max(-e, 0)
         sa = sx / 2 ** xshift  # the accumulator's scale; weights are w_int * sa * 2^wshift
         # a folded BatchNorm scales each channel after the op; a negative scale flips the channel's
         # weights and bias instead, since op(x, -w) = -op(x, w)
         post = _np(layer.scale) if layer.scale is not None else np.ones(len(bias))
+        if self.mulfree:
+            post = _pow2(pow2_nearest, post)
         sign = np.where(post < 0, -1.0, 1.0)
         w, bias = w * sign[:, None], bias * sign
         ws = w / (sa * 2 ** wshift)
-        wq = _pow2_round(ws, 64) if self.mulfree else np.clip(np.rint(ws), -127, 127)
+        wq = _pow2(pow2_round, ws, 64) if self.mulfree else np.clip(np.rint(ws), -127, 127)
         sy = self.out_scale(layer)
         t = self.b.add("hdw", x, name=layer.name, scale=sy, stride=layer.attrs["stride"],
                        op=0 if layer.attrs["op"] == "min" else 1, xshift=xshift, wshift=wshift,
@@ -159,9 +165,10 @@ class Quantizer:
     def _affine(self, layer: Layer, last: bool) -> tuple[int, float]:
         x, sx = self._input(layer)
         sy = self.out_scale(layer)
-        real, off = _np(layer.scale) * sx / sy, _np(layer.bias) / sy
+        scale = _np(layer.scale)
+        real, off = (_pow2(pow2_nearest, scale) if self.mulfree else scale) * sx / sy, _np(layer.bias) / sy
         s = min(common_shift([real]), common_shift([off], 2.0 ** 30))
-        mult = _pow2_round(real * 2 ** s, 2**30) if self.mulfree else np.rint(real * 2 ** s)
+        mult = _pow2(pow2_round, real * 2 ** s, 2**30) if self.mulfree else np.rint(real * 2 ** s)
         t = self.b.add("affine", x, name=layer.name, scale=sy, mult=mult, bias=np.rint(off * 2 ** s),
                        shift=np.full(len(real), s), **act_bounds(layer.act, sy))
         return t, sy
@@ -194,7 +201,8 @@ class Quantizer:
         sy = self.out_scale(layer)
         reals = [np.array([sa / sy]), np.array([sb / sy])]
         s = common_shift(reals, 2.0 ** 30)
-        mult = [int(_pow2_round(r * 2 ** s, 2**30)[0]) if self.mulfree else int(np.rint(r[0] * 2 ** s)) for r in reals]
+        mult = [int(_pow2(pow2_round, r * 2 ** s, 2**30)[0]) if self.mulfree else int(np.rint(r[0] * 2 ** s))
+                for r in reals]
         t = self.b.add("add", [a, b], name=layer.name, scale=sy, mult_a=mult[0], mult_b=mult[1], shift=s,
                        **act_bounds(layer.act, sy))
         return t, sy
@@ -203,7 +211,8 @@ class Quantizer:
         x, sx = self._input(layer)
         h, w, _ = self.b.shape(x)
         sy = self.out_scale(layer)
-        m, s = multipliers(np.array([sx / (sy * h * w)]), self.mulfree)
+        inv = 1.0 / (h * w)
+        m, s = multipliers(np.array([(_pow2(pow2_nearest, inv) if self.mulfree else inv) * sx / sy]), self.mulfree)
         t = self.b.add("avgpool", x, name=layer.name, scale=sy, mult=int(m[0]), shift=int(s[0]),
                        **act_bounds(layer.act, sy))
         return t, sy

@@ -36,6 +36,7 @@ class Layer:
     scale: torch.Tensor | None = None    # affine, hdw: per-channel scale applied after the op
     act: tuple[float, float] | None = None  # fused clamp in float units (ReLU: (0, inf), ReLU6: (0, 6))
     fx_out: str = ""                     # the fx node whose value this layer produces (for calibration)
+    nodes: list[str] = field(default_factory=list)  # the fx nodes it covers, in order (op, folded BN, activation)
     attrs: dict = field(default_factory=dict)
 
 
@@ -177,8 +178,14 @@ def layers_of(gm: fx.GraphModule) -> list[Layer]:
 
     def emit(layer: Layer, node: fx.Node) -> None:
         layer.fx_out = node.name
+        layer.nodes.append(node.name)
         layers.append(layer)
         value[node] = len(layers) - 1
+
+    def absorb(node: fx.Node, src: int) -> None:  # a BN or activation folded into layer src
+        layers[src].fx_out = node.name
+        layers[src].nodes.append(node.name)
+        value[node] = src
 
     for node in gm.graph.nodes:
         if node.op == "placeholder":
@@ -210,8 +217,8 @@ def layers_of(gm: fx.GraphModule) -> list[Layer]:
         act = _act_range(node.target, node, mod)
         if act is not None:
             if fusable and prev.act is None and prev.kind != "shortcut":
-                prev.act, prev.fx_out = act, node.name
-                value[node] = src
+                prev.act = act
+                absorb(node, src)
             else:
                 emit(Layer("clamp", [src], node.name, act=act), node)
             continue
@@ -221,15 +228,13 @@ def layers_of(gm: fx.GraphModule) -> list[Layer]:
             if fusable and prev.kind == "conv" and prev.act is None:
                 prev.weight = prev.weight * s.view((-1,) + (1,) * (prev.weight.dim() - 1))
                 prev.bias = prev.bias * s + b
-                prev.fx_out = node.name
-                value[node] = src
+                absorb(node, src)
             elif fusable and prev.kind == "hdw" and prev.act is None:
                 # op(x, w) is not linear in w: the scale goes to the requantisation, the shift to the bias
                 s = torch.where(s.abs() < 1e-8, torch.full_like(s, 1e-8), s)
                 prev.scale = s if prev.scale is None else prev.scale * s
                 prev.bias = prev.bias + b / prev.scale
-                prev.fx_out = node.name
-                value[node] = src
+                absorb(node, src)
             else:
                 emit(Layer("affine", [src], node.target, scale=s, bias=b), node)
             continue

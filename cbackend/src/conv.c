@@ -310,8 +310,7 @@ void mfe_run_conv2d(const mfe_ctx *c, const void *in0, const void *in1, void *ou
     if (prep->gemm) {
         const int64_t pixels = (int64_t)c->n * Y->h * Y->w, blocks = (pixels + MFE_GEMM_ROWS - 1) / MFE_GEMM_ROWS;
         const int32_t k = kh * kw * X->c;
-#pragma omp parallel for num_threads(c->threads) schedule(static)
-        for (int64_t b = 0; b < blocks; b++) {
+        MFE_PARALLEL_FOR(c->threads, b, blocks, {
             int64_t p0 = b * MFE_GEMM_ROWS;
             int np = pixels - p0 < MFE_GEMM_ROWS ? (int)(pixels - p0) : MFE_GEMM_ROWS;
             uint8_t *scratch = MFE_SCRATCH(c);
@@ -340,15 +339,14 @@ void mfe_run_conv2d(const mfe_ctx *c, const void *in0, const void *in1, void *ou
             }
             mfe_gemm_rows((int8_t *)out + p0 * cout, scratch, rows, np, k, prep->gemm,
                           cout, nd->blob[MFE_CONV2D_B_MULT], nd->blob[MFE_CONV2D_B_SHIFT], lo, hi);
-        }
+        });
         return;
     }
     const int64_t rows = (int64_t)c->n * Y->h;
 #if MFE_CONV_DW3
     if (prep->dw32) {
         const int32_t *mult = nd->blob[MFE_CONV2D_B_MULT], *shift = nd->blob[MFE_CONV2D_B_SHIFT];
-#pragma omp parallel for num_threads(c->threads) schedule(static)
-        for (int64_t r = 0; r < rows; r++) {
+        MFE_PARALLEL_FOR(c->threads, r, rows, {
             mfe_row row = mfe_row_at(X, Y, in0, out, r);
             dw3_geom geo = {{NULL, NULL, NULL}, X->w, cout, sw, pl};
             for (int ky = 0; ky < 3; ky++) {
@@ -357,12 +355,11 @@ void mfe_run_conv2d(const mfe_ctx *c, const void *in0, const void *in1, void *ou
             }
             if (sw == 1) dw3_row_sw(row.y, &geo, Y->w, cout, prep->dw32, bias, mult, shift, a[MFE_CONV2D_PAD_VALUE], lo, hi, 1);
             else dw3_row_sw(row.y, &geo, Y->w, cout, prep->dw32, bias, mult, shift, a[MFE_CONV2D_PAD_VALUE], lo, hi, 2);
-        }
+        });
         return;
     }
 #endif
-#pragma omp parallel for num_threads(c->threads) schedule(static)
-    for (int64_t r = 0; r < rows; r++) {
+    MFE_PARALLEL_FOR(c->threads, r, rows, {
         int32_t *acc = (int32_t *)MFE_SCRATCH(c);
         mfe_row row = mfe_row_at(X, Y, in0, out, r);
         const int8_t *xb = row.x;
@@ -394,7 +391,7 @@ void mfe_run_conv2d(const mfe_ctx *c, const void *in0, const void *in1, void *ou
             }
             requant_row(yr + (size_t)ox * cout, acc, nd, cout, lo, hi);
         }
-    }
+    });
 }
 
 /* ---- linear: one dot product per output over the flattened NHWC input ---- */
@@ -416,12 +413,11 @@ void mfe_run_linear(const mfe_ctx *c, const void *in0, const void *in1, void *ou
     const int8_t *w = nd->blob[MFE_LINEAR_B_WEIGHT];
     const int32_t *bias = nd->blob[MFE_LINEAR_B_BIAS], *mult = nd->blob[MFE_LINEAR_B_MULT], *shift = nd->blob[MFE_LINEAR_B_SHIFT];
     const int64_t total = (int64_t)c->n * cout;
-#pragma omp parallel for num_threads(c->threads) schedule(static)
-    for (int64_t i = 0; i < total; i++) {
+    MFE_PARALLEL_FOR(c->threads, i, total, {
         int64_t b = i / cout;
         int32_t o = (int32_t)(i % cout);
         int32_t acc = bias[o] + dot_i8((const int8_t *)in0 + b * k, w + (size_t)o * k, k);
         if (c->y->dtype == MFE_DT_INT32) ((int32_t *)out)[i] = acc;
         else ((int8_t *)out)[i] = mfe_requant(acc, mult[o], shift[o], lo, hi);
-    }
+    });
 }

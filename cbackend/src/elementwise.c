@@ -143,11 +143,10 @@ void mfe_run_add(const mfe_ctx *c, const void *in0, const void *in1, void *out) 
     const int8_t *x = in0, *z = in1;
     int8_t *y = out;
     const int64_t total = (int64_t)c->n * c->y->bytes, spans = (total + SPAN - 1) / SPAN;
-#pragma omp parallel for num_threads(c->threads) schedule(static)
-    for (int64_t k = 0; k < spans; k++) {
+    MFE_PARALLEL_FOR(c->threads, k, spans, {
         int64_t i = k * SPAN;
         add_span(y + i, x + i, z + i, total - i < SPAN ? total - i : SPAN, ma, mb, s, lo, hi);
-    }
+    });
 }
 
 int mfe_prepare_clamp(const mfe_model *m, mfe_node *nd, char *err, size_t errlen) {
@@ -196,9 +195,8 @@ void mfe_run_affine(const mfe_ctx *c, const void *in0, const void *in1, void *ou
     const int8_t *x = in0;
     int8_t *y = out;
     const int64_t pixels = (int64_t)c->n * c->y->h * c->y->w, blocks = (pixels + AFFINE_PIXELS - 1) / AFFINE_PIXELS;
-#pragma omp parallel for num_threads(c->threads) schedule(static)
-    for (int64_t b = 0; b < blocks; b++) {
+    MFE_PARALLEL_FOR(c->threads, b, blocks, {
         const int64_t p0 = b * AFFINE_PIXELS, np = pixels - p0 < AFFINE_PIXELS ? pixels - p0 : AFFINE_PIXELS;
         affine_pixels(y + p0 * C, x + p0 * C, np, mult, bias, shift, C, lo, hi);
-    }
+    });
 }

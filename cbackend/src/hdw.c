@@ -96,8 +96,7 @@ void mfe_run_hdw(const mfe_ctx *c, const void *in0, const void *in1, void *out) 
     const int32_t *w = nd->prep, *bias = nd->blob[MFE_HDW_B_BIAS];
     const int32_t *mult = nd->blob[MFE_HDW_B_MULT], *shift = nd->blob[MFE_HDW_B_SHIFT];
     const int64_t rows = (int64_t)c->n * Y->h;
-#pragma omp parallel for num_threads(c->threads) schedule(static)
-    for (int64_t r = 0; r < rows; r++) {
+    MFE_PARALLEL_FOR(c->threads, r, rows, {
         int32_t *acc = (int32_t *)MFE_SCRATCH(c);
         mfe_row row = mfe_row_at(X, Y, in0, out, r);
         const int8_t *xb = row.x;
@@ -116,5 +115,5 @@ void mfe_run_hdw(const mfe_ctx *c, const void *in0, const void *in1, void *out) 
             }
             hdw_requant(yr + (size_t)ox * C, acc, mult, shift, C, lo, hi);
         }
-    }
+    });
 }

@@ -538,10 +538,9 @@ void mfe_run_wht(const mfe_ctx *c, const void *in0, const void *in1, void *out) 
     while ((1 << a.k) < a.n) a.k++;
     a.shift = a.k + nd->a[MFE_WHT_OSHIFT];
     const int64_t pixels = (int64_t)c->n * c->x->h * c->x->w, blocks = (pixels + P - 1) / P;
-#pragma omp parallel for num_threads(c->threads) schedule(static)
-    for (int64_t bl = 0; bl < blocks; bl++) {
+    MFE_PARALLEL_FOR(c->threads, bl, blocks, {
         int64_t p0 = bl * P;
         int np = pixels - p0 < P ? (int)(pixels - p0) : P;
         wht_block(&a, (int32_t *)MFE_SCRATCH(c), (const int8_t *)in0 + p0 * a.cin, (int8_t *)out + p0 * a.cout, np);
-    }
+    });
 }
