@@ -318,6 +318,62 @@ static inline void store8x8(int8_t *y, __m256i r[8], const wht_args *a, const in
     }
 }
 
+#if defined(MFE_ISA_AVX512) && defined(__AVX512VBMI__)
+static inline __m128i _mm_loadh_epi64_compat(__m128i lo, const int8_t *p) {  /* lo's low 8 bytes, then 8 bytes at p */
+    return _mm_castpd_si128(_mm_loadh_pd(_mm_castsi128_pd(lo), (const double *)p));
+}
+
+/* Byte transposes with vpermt2b (two sources, 128 bytes): pixel-major 16 pixels x 8 channels <-> channel-major. */
+static const uint8_t PIX2CH[64] = {  /* byte c 16 + p of channels 0-3 <- byte 8 p + c (channels 4-7: + 4) */
+#define R4(c) 8 * 0 + c, 8 * 1 + c, 8 * 2 + c, 8 * 3 + c, 8 * 4 + c, 8 * 5 + c, 8 * 6 + c, 8 * 7 + c, \
+              8 * 8 + c, 8 * 9 + c, 8 * 10 + c, 8 * 11 + c, 8 * 12 + c, 8 * 13 + c, 8 * 14 + c, 8 * 15 + c
+    R4(0), R4(1), R4(2), R4(3)
+#undef R4
+};
+static const uint8_t CH2PIX[64] = {  /* byte 8 p + c of pixels 0-7 <- byte 16 c + p (c >= 4: 64 + 16 (c - 4) + p) */
+#define P8(p) p, 16 + p, 32 + p, 48 + p, 64 + p, 80 + p, 96 + p, 112 + p
+    P8(0), P8(1), P8(2), P8(3), P8(4), P8(5), P8(6), P8(7)
+#undef P8
+};
+
+/* Channels c0..c0+7 of 16 pixels (pixel stride cin) -> eight rows of 16 int32 lanes. */
+static inline void load_group(vec r[8], const int8_t *x, int32_t cin) {
+    __m128i q[8];
+    for (int i = 0; i < 8; i++)  /* pixels 2i, 2i + 1 */
+        q[i] = _mm_loadh_epi64_compat(_mm_loadl_epi64((const __m128i *)(x + (size_t)(2 * i) * cin)), x + (size_t)(2 * i + 1) * cin);
+    __m512i lo = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set_m128i(q[1], q[0])), _mm256_set_m128i(q[3], q[2]), 1);
+    __m512i hi = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set_m128i(q[5], q[4])), _mm256_set_m128i(q[7], q[6]), 1);
+    const __m512i idx = _mm512_loadu_si512((const void *)PIX2CH), four = _mm512_set1_epi8(4);
+    __m512i a = _mm512_permutex2var_epi8(lo, idx, hi), b = _mm512_permutex2var_epi8(lo, _mm512_add_epi8(idx, four), hi);
+    r[0] = _mm512_cvtepi8_epi32(_mm512_castsi512_si128(a)), r[4] = _mm512_cvtepi8_epi32(_mm512_castsi512_si128(b));
+    r[1] = _mm512_cvtepi8_epi32(_mm512_extracti32x4_epi32(a, 1)), r[5] = _mm512_cvtepi8_epi32(_mm512_extracti32x4_epi32(b, 1));
+    r[2] = _mm512_cvtepi8_epi32(_mm512_extracti32x4_epi32(a, 2)), r[6] = _mm512_cvtepi8_epi32(_mm512_extracti32x4_epi32(b, 2));
+    r[3] = _mm512_cvtepi8_epi32(_mm512_extracti32x4_epi32(a, 3)), r[7] = _mm512_cvtepi8_epi32(_mm512_extracti32x4_epi32(b, 3));
+}
+
+/* Eight channel rows of 16 pixels -> y (pixel stride cout): clamp(rshift_round(v, shift)), rounded and
+ * shifted in int32 as store8x8 does, saturated to int8 (vpmovsdb), clamped, transposed by bytes.
+ * A residual takes store8x8's route (it joins before the shift). */
+static inline void store_group_vbmi(int8_t *y, vec r[8], const wht_args *a) {
+    const __m512i rnd = _mm512_set1_epi32(a->shift ? 1 << (a->shift - 1) : 0);
+    const __m128i ss = _mm_cvtsi32_si128(a->shift);
+    __m128i c[8];
+    for (int j = 0; j < 8; j++) c[j] = _mm512_cvtsepi32_epi8(_mm512_sra_epi32(_mm512_add_epi32(r[j], rnd), ss));
+    __m512i lo = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set_m128i(c[1], c[0])), _mm256_set_m128i(c[3], c[2]), 1);
+    __m512i hi = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set_m128i(c[5], c[4])), _mm256_set_m128i(c[7], c[6]), 1);
+    const __m512i vlo = _mm512_set1_epi8((char)a->lo), vhi = _mm512_set1_epi8((char)a->hi);
+    lo = _mm512_min_epi8(_mm512_max_epi8(lo, vlo), vhi), hi = _mm512_min_epi8(_mm512_max_epi8(hi, vlo), vhi);
+    const __m512i idx = _mm512_loadu_si512((const void *)CH2PIX), eight = _mm512_set1_epi8(8);
+    const __m512i p0 = _mm512_permutex2var_epi8(lo, idx, hi), p1 = _mm512_permutex2var_epi8(lo, _mm512_add_epi8(idx, eight), hi);
+    for (int l = 0; l < 4; l++) {  /* 128-bit lane l: pixels 2l, 2l + 1 (p0) and 8 + 2l, 9 + 2l (p1) */
+        __m128i u = _mm512_extracti32x4_epi32(p0, l), v = _mm512_extracti32x4_epi32(p1, l);
+        _mm_storel_epi64((__m128i *)(y + (size_t)(2 * l) * a->cout), u);
+        _mm_storeh_pd((double *)(y + (size_t)(2 * l + 1) * a->cout), _mm_castsi128_pd(u));
+        _mm_storel_epi64((__m128i *)(y + (size_t)(8 + 2 * l) * a->cout), v);
+        _mm_storeh_pd((double *)(y + (size_t)(9 + 2 * l) * a->cout), _mm_castsi128_pd(v));
+    }
+}
+#else
 static inline void load_group(vec r[8], const int8_t *x, int32_t cin) {
 #ifdef MFE_ISA_AVX512
     __m256i lo[8], hi[8];
@@ -328,7 +384,15 @@ static inline void load_group(vec r[8], const int8_t *x, int32_t cin) {
 #endif
 }
 
+#endif
+
 static inline void store_group(int8_t *y, vec r[8], const wht_args *a, const int8_t *res) {
+#if defined(MFE_ISA_AVX512) && defined(__AVX512VBMI__)
+    if (!res) {
+        store_group_vbmi(y, r, a);
+        return;
+    }
+#endif
 #ifdef MFE_ISA_AVX512
     __m256i lo[8], hi[8];
     for (int j = 0; j < 8; j++) lo[j] = _mm512_castsi512_si256(r[j]), hi[j] = _mm512_extracti64x4_epi64(r[j], 1);
