@@ -266,14 +266,15 @@ static inline vec threshold_vec(vec z, int32_t c, const wht_args *a) {
         __m512i e = _mm512_mask_blend_epi32(upper, lo, hi), term = V_SRLV(rem, _mm512_and_si512(e, low5));
         f = _mm512_mask_sub_epi32(V_ADD(f, term), _mm512_test_epi32_mask(e, neg), f, term);
     }
+    return _mm512_mask_sub_epi32(f, _mm512_cmplt_epi32_mask(z, zero), zero, f);  /* z = 0: rem = 0, f = 0 */
 #else
     vec codes = V_GATHER(a->w->codes, idx), one = V_SET1(1);
     for (int j = 0; j < TERMS; j++) {  /* code byte j, sign-extended; a zero code has sign 0: no term */
         vec code = V_SRAI(V_SLLI(codes, 24 - 8 * j), 24);
         f = V_ADD(f, V_SIGN(V_SRLV(rem, V_SUB(V_ABS(code), one)), code));
     }
-#endif
     return V_SIGN(f, z);
+#endif
 }
 
 static void threshold_rows__simd(int32_t *buf, const wht_args *a) {
@@ -492,8 +493,10 @@ static void wht_fused(const wht_args *a, int32_t *buf, const int8_t *x, int8_t *
             for (int32_t j = j0, t = 0; j < j0 + SPAN(h); j++, t += P) {
                 for (int k = 0; k < 8; k++) r[k] = V_LD(p[k] + t);
                 fwht8(r);
-                for (int k = 0; k < 8; k++)
-                    if (j + k) r[k] = threshold_vec(r[k], j + k * h, a);  /* DC (row 0) passes through */
+                const vec dc = r[0];
+#pragma GCC unroll 8
+                for (int k = 0; k < 8; k++) r[k] = threshold_vec(r[k], j + k * h, a);
+                if (!j) r[0] = dc;  /* DC (row 0) passes through */
                 fwht8(r);
                 for (int k = 0; k < 8; k++) V_ST(p[k] + t, r[k]);
             }
