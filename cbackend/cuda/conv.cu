@@ -28,13 +28,18 @@ struct gemm_geo {
     long long P;                    /* output pixels of the batch */
 };
 
-/* The four bytes A[p][4kw .. 4kw+3] of one output pixel (image b, row oy, column ox) in group g.
- * WORD: cin_g % 4 == 0 and C % 4 == 0, so the four k share one tap and one aligned 32-bit load. */
-template <bool WORD>
-__device__ __forceinline__ int32_t a_word(const int8_t *__restrict__ x, const gemm_geo &g, int32_t grp, long long b, int32_t oy,
-                                          int32_t ox, int32_t kword) {
+enum { GATHER_BYTES, GATHER_WORDS, GATHER_POINTWISE };
+
+/* The four bytes A[p][4kw .. 4kw+3] of output pixel p (image b, row oy, column ox) in group g.
+ * WORDS: cin_g % 4 == 0 and C % 4 == 0, so the four k share one tap and one aligned 32-bit load;
+ * POINTWISE: also a 1x1 kernel, stride 1, no padding: A is the input itself, row p. */
+template <int GATHER>
+__device__ __forceinline__ int32_t a_word(const int8_t *__restrict__ x, const gemm_geo &g, int32_t grp, long long p, long long b,
+                                          int32_t oy, int32_t ox, int32_t kword) {
     const int32_t k0 = 4 * kword;
-    if (WORD) {
+    if (GATHER == GATHER_POINTWISE)
+        return k0 < g.K ? *(const int32_t *)(x + (size_t)p * g.C + (size_t)grp * g.cig + k0) : 0;
+    if (GATHER == GATHER_WORDS) {
         if (k0 >= g.K) return 0;
         int32_t tap = k0 / g.cig, c = k0 - tap * g.cig, ky = tap / g.kw, kx = tap - ky * g.kw;
         int32_t iy = oy * g.sh - g.pt + ky, ix = ox * g.sw - g.pl + kx;
@@ -56,7 +61,7 @@ __device__ __forceinline__ int32_t a_word(const int8_t *__restrict__ x, const ge
 }
 
 /* blockIdx.x: 64-pixel tile; blockIdx.y: (group - group0) * column tiles + column tile */
-template <bool WORD>
+template <int GATHER>
 __global__ void __launch_bounds__(THREADS) gemm_kernel(const int8_t *__restrict__ x, const int32_t *__restrict__ w4,
                                                        const int32_t *__restrict__ bias, const int32_t *__restrict__ mult,
                                                        const int32_t *__restrict__ shift, void *__restrict__ y, gemm_geo g,
@@ -69,12 +74,12 @@ __global__ void __launch_bounds__(THREADS) gemm_kernel(const int8_t *__restrict_
 
     /* the two tile rows this thread loads: pixel m = t / 8 (+ 32), word kw = t % 8 */
     const int32_t lkw = t % BKW;
-    long long lb[2];
+    long long lp[2], lb[2];
     int32_t loy[2], lox[2];
     bool lin[2];
     for (int32_t j = 0; j < 2; j++) {
         long long p = p0 + t / BKW + 32 * j;
-        lin[j] = p < g.P;
+        lin[j] = p < g.P, lp[j] = p;
         long long q = lin[j] ? p : 0;
         lox[j] = (int32_t)(q % g.OW);
         q /= g.OW;
@@ -99,7 +104,7 @@ __global__ void __launch_bounds__(THREADS) gemm_kernel(const int8_t *__restrict_
     for (int32_t kw0 = 0; kw0 < g.K4w; kw0 += BKW) {
         const int32_t kword = kw0 + lkw;
         for (int32_t j = 0; j < 2; j++) {
-            As[lkw][t / BKW + 32 * j] = lin[j] ? a_word<WORD>(x, g, grp, lb[j], loy[j], lox[j], kword) : 0;
+            As[lkw][t / BKW + 32 * j] = lin[j] ? a_word<GATHER>(x, g, grp, lp[j], lb[j], loy[j], lox[j], kword) : 0;
             Bs[lkw][t / BKW + 32 * j] = win[j] && kword < g.K4w ? wrow[j][kword] : 0;
         }
         __syncthreads();
@@ -153,17 +158,21 @@ static int launch_gemm(const cu_launch *l, const void *in0, void *out, gemm_geo 
     const int32_t ntiles = (g.cog + BN - 1) / BN;
     if (mtiles > 0x7fffffffLL) MFE_FAIL(MFE_EARG, "batch too large for one launch (%lld pixel tiles)", mtiles);
     const bool word = g.cig % 4 == 0 && g.C % 4 == 0;
+    const bool pointwise = word && g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.pt == 0 && g.pl == 0 &&
+                           g.OH == g.H && g.OW == g.W;
     const int32_t per_launch = 65535 / ntiles > 0 ? 65535 / ntiles : 1;  /* gridDim.y <= 65535 */
     for (int32_t g0 = 0; g0 < groups; g0 += per_launch) {
         int32_t ng = groups - g0 < per_launch ? groups - g0 : per_launch;
         dim3 grid((unsigned)mtiles, (unsigned)(ng * ntiles));
-        if (word)
-            gemm_kernel<true><<<grid, THREADS, 0, l->stream>>>((const int8_t *)in0, (const int32_t *)cn->prep[0],
-                                                               (const int32_t *)cn->blob[1], mult, shift, out, g, g0, ntiles);
+        const int8_t *xin = (const int8_t *)in0;
+        const int32_t *w4 = (const int32_t *)cn->prep[0], *bias = (const int32_t *)cn->blob[1];
+        if (pointwise)
+            gemm_kernel<GATHER_POINTWISE><<<grid, THREADS, 0, l->stream>>>(xin, w4, bias, mult, shift, out, g, g0, ntiles);
+        else if (word)
+            gemm_kernel<GATHER_WORDS><<<grid, THREADS, 0, l->stream>>>(xin, w4, bias, mult, shift, out, g, g0, ntiles);
         else
-            gemm_kernel<false><<<grid, THREADS, 0, l->stream>>>((const int8_t *)in0, (const int32_t *)cn->prep[0],
-                                                                (const int32_t *)cn->blob[1], mult, shift, out, g, g0, ntiles);
-        MFE_CU_LAUNCHED(word ? "conv gemm (word)" : "conv gemm (byte)");
+            gemm_kernel<GATHER_BYTES><<<grid, THREADS, 0, l->stream>>>(xin, w4, bias, mult, shift, out, g, g0, ntiles);
+        MFE_CU_LAUNCHED(pointwise ? "conv gemm (1x1)" : word ? "conv gemm (words)" : "conv gemm (bytes)");
     }
     return MFE_OK;
 }

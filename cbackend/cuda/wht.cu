@@ -67,10 +67,10 @@ __device__ __forceinline__ void bfly(float v[32]) {  /* butterflies along regist
 }
 
 /* A layout: index bits 0-3 and 9 are register bits 0-4; only bits below log2 n are transform stages */
-__device__ __forceinline__ void stages_a(float v[32], int32_t k) {
-    if (k > 0) bfly<0>(v);
-    if (k > 1) bfly<1>(v);
-    if (k > 2) bfly<2>(v);
+__device__ __forceinline__ void stages_a(float v[32], int32_t k, bool low3 = true) {  /* low3: bits 0-2 too */
+    if (low3 && k > 0) bfly<0>(v);
+    if (low3 && k > 1) bfly<1>(v);
+    if (low3 && k > 2) bfly<2>(v);
     if (k > 3) bfly<3>(v);
     if (k > 9) bfly<4>(v);
 }
@@ -103,6 +103,31 @@ __device__ __forceinline__ void unpack16(const int4 w, float *v) {
 #pragma unroll
         for (int j = 0; j < 4; j++) v[4 * q + j] = i2f((int32_t)(int8_t)(ws[q] >> (8 * j)));
 }
+
+#if MFE_CUDA_DP4A
+/* 16 int8 -> the 4-point transforms (index bits 0 and 1) of each group of four, as floats: one __dp4a
+ * per output against a row of H4 as +-1 bytes, accumulating onto 1.5 * 2^23 so the int32 result is the
+ * float's bit pattern (|sum| <= 512 < 2^22), then one subtraction. */
+__device__ __forceinline__ void h4x4(const int4 w, float *v) {
+    const int32_t ws[4] = {w.x, w.y, w.z, w.w};
+    const int32_t row[4] = {0x01010101, (int32_t)0xFF01FF01u, (int32_t)0xFFFF0101u, 0x01FFFF01};  /* H4, byte b = column b */
+#pragma unroll
+    for (int q = 0; q < 4; q++)
+#pragma unroll
+        for (int m = 0; m < 4; m++) v[4 * q + m] = __int_as_float(__dp4a(ws[q], row[m], 0x4B400000));
+}
+
+/* The stage of index bit 2 on values still offset by M = 1.5 * 2^23 (h4x4's): u - v = (M + u) - (M + v),
+ * u + v = ((M + u) - 2M) + (M + v); every intermediate is an integer below 2^24 in magnitude: exact. */
+__device__ __forceinline__ void bfly2_offset(float v[32]) {
+#pragma unroll
+    for (int r = 0; r < 32; r++)
+        if (!(r & 4)) {
+            const float a = v[r], b = v[r | 4];
+            v[r] = __fadd_rn(__fsub_rn(a, 25165824.0f), b), v[r | 4] = __fsub_rn(a, b);
+        }
+}
+#endif
 
 /* The two 16-byte runs of lane `lane` in block `blk` when cin == n (16 <= n): run j starts at byte
  * 512 j + 16 lane of the block's 1024 contiguous bytes and lies in one pixel. */
@@ -149,10 +174,13 @@ __device__ __forceinline__ int32_t pack4(int32_t b0, int32_t b1, int32_t b2, int
                                 0x5410);
 }
 
-template <bool VIN, bool VOUT, bool SMOOTH, bool RES>
+/* K10: n = 1024 (one pixel per warp, every stage runs): the compiler sees k = 10 and drops the branches */
+template <bool VIN, bool VOUT, bool SMOOTH, bool RES, bool K10>
 __global__ void __launch_bounds__(32 * WARPS) wht_fast(const int8_t *__restrict__ x, int8_t *__restrict__ y, long long npix,
-                                                       const wht_args a, const int32_t *__restrict__ thresh,
+                                                       const wht_args a_, const int32_t *__restrict__ thresh,
                                                        const int32_t *__restrict__ codes) {
+    wht_args a = a_;
+    if (K10) a.k = 10, a.n = 1024;
     __shared__ __align__(16) float tbuf[WARPS][32 * TSTRIDE];
     __shared__ int32_t table[SMOOTH ? TLEN : 1];
     const int32_t lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -182,12 +210,17 @@ __global__ void __launch_bounds__(32 * WARPS) wht_fast(const int8_t *__restrict_
         if (VIN) {
             int4 n0 = make_int4(0, 0, 0, 0), n1 = n0;
             if (blk + stride < nblk) load_runs(x, blk + stride, lane, a.k, npix, n0, n1);  /* next block in flight */
+#if MFE_CUDA_DP4A
+            h4x4(c0, v), h4x4(c1, v + 16);  /* stages of index bits 0 and 1, offset by M */
+            bfly2_offset(v);                /* bit 2, and the offset gone (k >= 4 on this path) */
+#else
             unpack16(c0, v), unpack16(c1, v + 16);
+#endif
             c0 = n0, c1 = n1;
         } else {
             load_bytes(x, blk, lane, a, npix, v);
         }
-        stages_a(v, a.k);
+        stages_a(v, a.k, !(VIN && MFE_CUDA_DP4A));
         transpose(v, s, lane);
         stages_b(v, a.k);
 #pragma unroll
@@ -310,26 +343,26 @@ int cu_prepare_wht(const mfe_cuda_model *cm, int32_t node, cu_node *cn, cu_param
     return MFE_OK;
 }
 
-template <bool VIN, bool VOUT, bool SMOOTH, bool RES>
+template <bool VIN, bool VOUT, bool SMOOTH, bool RES, bool K10>
 static int launch_fast(const cu_launch *l, const int8_t *x, int8_t *y, long long npix, const wht_args &a, const int32_t *t,
                        char *err, size_t errlen) {
     int per_sm = 0;
-    MFE_CU_TRY(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, wht_fast<VIN, VOUT, SMOOTH, RES>, 32 * WARPS, 0));
+    MFE_CU_TRY(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, wht_fast<VIN, VOUT, SMOOTH, RES, K10>, 32 * WARPS, 0));
     const long long blocks = ((npix + (1 << (10 - a.k)) - 1) >> (10 - a.k)), grid = (blocks + WARPS - 1) / WARPS;
     long long cap = (long long)l->cm->dev.sm_count * (per_sm > 0 ? per_sm : 1);
-    wht_fast<VIN, VOUT, SMOOTH, RES><<<(unsigned)(grid < cap ? grid : cap), 32 * WARPS, 0, l->stream>>>(x, y, npix, a, t, t + a.n);
+    wht_fast<VIN, VOUT, SMOOTH, RES, K10><<<(unsigned)(grid < cap ? grid : cap), 32 * WARPS, 0, l->stream>>>(x, y, npix, a, t, t + a.n);
     MFE_CU_LAUNCHED("wht (fast)");
     return MFE_OK;
 }
 
-template <bool VIN, bool VOUT>
+template <bool VIN, bool VOUT, bool K10>
 static int launch_fast2(const cu_launch *l, const int8_t *x, int8_t *y, long long npix, const wht_args &a, const int32_t *t,
                         char *err, size_t errlen) {
     if (a.smooth)
-        return a.residual ? launch_fast<VIN, VOUT, true, true>(l, x, y, npix, a, t, err, errlen)
-                          : launch_fast<VIN, VOUT, true, false>(l, x, y, npix, a, t, err, errlen);
-    return a.residual ? launch_fast<VIN, VOUT, false, true>(l, x, y, npix, a, t, err, errlen)
-                      : launch_fast<VIN, VOUT, false, false>(l, x, y, npix, a, t, err, errlen);
+        return a.residual ? launch_fast<VIN, VOUT, true, true, K10>(l, x, y, npix, a, t, err, errlen)
+                          : launch_fast<VIN, VOUT, true, false, K10>(l, x, y, npix, a, t, err, errlen);
+    return a.residual ? launch_fast<VIN, VOUT, false, true, K10>(l, x, y, npix, a, t, err, errlen)
+                      : launch_fast<VIN, VOUT, false, false, K10>(l, x, y, npix, a, t, err, errlen);
 }
 
 int cu_launch_wht(const cu_launch *l, const void *in0, const void *, void *out, char *err, size_t errlen) {
@@ -354,8 +387,9 @@ int cu_launch_wht(const cu_launch *l, const void *in0, const void *, void *out, 
         return MFE_OK;
     }
     const bool vin = a.cin == a.n && a.n >= 16, vout = a.cout == a.n && a.n >= 16;
-    if (vin && vout) return launch_fast2<true, true>(l, x, y, npix, a, t, err, errlen);
-    if (vin) return launch_fast2<true, false>(l, x, y, npix, a, t, err, errlen);
-    if (vout) return launch_fast2<false, true>(l, x, y, npix, a, t, err, errlen);
-    return launch_fast2<false, false>(l, x, y, npix, a, t, err, errlen);
+    if (vin && vout && a.n == 1024) return launch_fast2<true, true, true>(l, x, y, npix, a, t, err, errlen);
+    if (vin && vout) return launch_fast2<true, true, false>(l, x, y, npix, a, t, err, errlen);
+    if (vin) return launch_fast2<true, false, false>(l, x, y, npix, a, t, err, errlen);
+    if (vout) return launch_fast2<false, true, false>(l, x, y, npix, a, t, err, errlen);
+    return launch_fast2<false, false, false>(l, x, y, npix, a, t, err, errlen);
 }
