@@ -479,6 +479,8 @@ static void wht_fused(const wht_args *a, int32_t *buf, const int8_t *x, int8_t *
     vec r[8];
     for (int32_t c = a->cin; c < (shortcut ? m_in : n); c++) memset(ROW(buf, c), 0, sizeof(int32_t) * P);
     for (int32_t c0 = 0; c0 < a->cin; c0 += 8) {
+        if (c0 % 64 == 0)  /* the next block's input, a cache line per pixel, while this one computes */
+            for (int p = 0; p < P; p++) __builtin_prefetch(x + (size_t)(P + p) * a->cin + c0, 0, 2);
         load_group(r, x + c0, a->cin);
         fwht8(r);
         for (int j = 0; j < 8; j++) V_ST(ROW(buf, c0 + j), r[j]);
