@@ -152,3 +152,22 @@ def test_wht_fused_shapes(cin, cout, n, pixels):
         g = b.build()
         for edge in EDGES:
             check(g, images(rng, 2 if pixels < 16 else 1, g.tensors[0].shape, edge), threads=1 + pixels % 2)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("c", [5, 16, 40])
+def test_hdw_shapes(stride, c):
+    """hdw rows: widths around the 4-pixel blocks, channel tails, both ops, input and weight shifts."""
+    from engine.builder import GraphBuilder
+    from randgraph import requant, weights
+    rng = np.random.default_rng(10 * c + stride)
+    for w in (1, 4, 5, 9):
+        for op in (0, 1):
+            for edge in EDGES:
+                xs, ws = int(rng.integers(0, 4)), int(rng.integers(0, 4))
+                b = GraphBuilder((3, w, c))
+                b.add("hdw", 0, stride=stride, op=op, xshift=xs, wshift=ws, weight=weights(rng, (3, 3, c), edge),
+                      bias=rng.integers(-5000, 5000, c), **requant(rng, c, 9 * 128 * 2 ** max(xs, ws), rng.random() < 0.3),
+                      act_lo=int(rng.choice([-128, 0])))
+                g = b.build()
+                check(g, images(rng, 2, g.tensors[0].shape, edge), threads=1 + (w % 2))
