@@ -366,13 +366,17 @@ static inline void store_group_vbmi(int8_t *y, vec r[8], const wht_args *a) {
     lo = _mm512_min_epi8(_mm512_max_epi8(lo, vlo), vhi), hi = _mm512_min_epi8(_mm512_max_epi8(hi, vlo), vhi);
     const __m512i idx = _mm512_loadu_si512((const void *)CH2PIX), eight = _mm512_set1_epi8(8);
     const __m512i p0 = _mm512_permutex2var_epi8(lo, idx, hi), p1 = _mm512_permutex2var_epi8(lo, _mm512_add_epi8(idx, eight), hi);
-    for (int l = 0; l < 4; l++) {  /* 128-bit lane l: pixels 2l, 2l + 1 (p0) and 8 + 2l, 9 + 2l (p1) */
-        __m128i u = _mm512_extracti32x4_epi32(p0, l), v = _mm512_extracti32x4_epi32(p1, l);
-        _mm_storel_epi64((__m128i *)(y + (size_t)(2 * l) * a->cout), u);
-        _mm_storeh_pd((double *)(y + (size_t)(2 * l + 1) * a->cout), _mm_castsi128_pd(u));
-        _mm_storel_epi64((__m128i *)(y + (size_t)(8 + 2 * l) * a->cout), v);
-        _mm_storeh_pd((double *)(y + (size_t)(9 + 2 * l) * a->cout), _mm_castsi128_pd(v));
-    }
+    /* 128-bit lane l: pixels 2l, 2l + 1 (p0) and 8 + 2l, 9 + 2l (p1); the lane number must be an immediate */
+#define STORE_LANE(l)                                                                                  \
+    do {                                                                                               \
+        __m128i u = _mm512_extracti32x4_epi32(p0, l), v = _mm512_extracti32x4_epi32(p1, l);            \
+        _mm_storel_epi64((__m128i *)(y + (size_t)(2 * (l)) * a->cout), u);                             \
+        _mm_storeh_pd((double *)(y + (size_t)(2 * (l) + 1) * a->cout), _mm_castsi128_pd(u));           \
+        _mm_storel_epi64((__m128i *)(y + (size_t)(8 + 2 * (l)) * a->cout), v);                         \
+        _mm_storeh_pd((double *)(y + (size_t)(9 + 2 * (l)) * a->cout), _mm_castsi128_pd(v));          \
+    } while (0)
+    STORE_LANE(0); STORE_LANE(1); STORE_LANE(2); STORE_LANE(3);
+#undef STORE_LANE
 }
 #else
 static inline void load_group(vec r[8], const int8_t *x, int32_t cin) {
