@@ -124,7 +124,7 @@ typedef __m512i vec;
 #define V_SRAI _mm512_srai_epi32
 #define V_SRL(v, s) _mm512_srl_epi32((v), _mm_cvtsi32_si128(s))
 #define V_GATHER(table, idx) _mm512_i32gather_epi32((idx), (table), 4)
-static inline vec V_SIGN(vec a, vec b) {  /* a * sign(b) without a multiply, as AVX2's vpsignd */
+static inline __attribute__((unused)) vec V_SIGN(vec a, vec b) {  /* a * sign(b) without a multiply, as AVX2's vpsignd */
     const vec zero = _mm512_setzero_si512();
     a = _mm512_mask_sub_epi32(a, _mm512_cmplt_epi32_mask(b, zero), zero, a);
     return _mm512_maskz_mov_epi32(_mm512_cmpneq_epi32_mask(b, zero), a);
@@ -298,7 +298,7 @@ static inline void transpose8(__m256i r[8]) {
 
 #ifdef MFE_ISA_AVX2
 /* Channels c0..c0+7 of 8 pixels (pixel stride cin) -> eight __m256i rows, one per channel. */
-static inline void load8x8(__m256i r[8], const int8_t *x, int32_t cin) {
+static inline __attribute__((unused)) void load8x8(__m256i r[8], const int8_t *x, int32_t cin) {
     for (int j = 0; j < 8; j++) r[j] = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(x + (size_t)j * cin)));
     transpose8(r);
 }
