@@ -151,7 +151,7 @@ class _Act(nn.Module):
         if not s:
             return x
         x = x.clamp(-128 * s, 127 * s)
-        return _ste(x, torch.round(x / s) * s)
+        return _ste(x, torch.floor(x / s + 0.5) * s)  # half up, as the engine's rounding shift
 
 
 class _AvgPool(nn.Module):

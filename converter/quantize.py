@@ -107,9 +107,10 @@ class Quantizer:
                 raise ConvertError(f"{layer.name}: the first layer must be an ordinary conv to absorb normalisation")
             w = w / (255 * self.std.reshape(1, -1, 1, 1))
             offset = ZERO_POINT - 255 * self.mean  # q + offset = u - 255 mean, per channel
-            bias = bias + (w * offset.reshape(1, -1, 1, 1)).sum(axis=(1, 2, 3))
             pad_value = int(np.clip(np.rint(-offset.mean()), -128, 127))
         wq, sw = quant_weights(w, True, self.mulfree)
+        if layer.inputs[0] == -1:  # through the weights the integer conv uses (power-of-two rounding is coarse)
+            bias = bias + (wq * sw.reshape(-1, 1, 1, 1) * offset.reshape(1, -1, 1, 1)).sum(axis=(1, 2, 3))
         sy = self.out_scale(layer)
         sh, sw_ = layer.attrs["stride"]
         ph, pw = layer.attrs["padding"]
