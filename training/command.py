@@ -7,20 +7,28 @@ import json
 import click
 
 ARCH_NAMES = ["mbv2", "mbv2-wht", "mbv2-thesis", "resnet20", "resnet20-structured"]
+EPOCHS, LR = 30, 0.1
+FINETUNE_EPOCHS, FINETUNE_LR = 1, 0.01  # a short, gentle run from trained weights
 
 
 @click.command("train", epilog="""\b
 Example:
   python cli.py train --arch mbv2-wht --dataset fashion-mnist --epochs 30 \\
       -o runs/fmnist-mbv2-wht.pt --seed 0 --schedule onecycle
-  (re-run the same command with --resume to continue after an interruption)""")
-@click.option("--arch", type=click.Choice(ARCH_NAMES), required=True, help="Architecture.")
-@click.option("--dataset", type=click.Choice(["fashion-mnist", "cifar10"]),
-              default="fashion-mnist", show_default=True)
+  (re-run the same command with --resume to continue after an interruption)
+
+\b
+  python cli.py train --finetune-mulfree runs/fmnist-mbv2-wht.pt -o runs/wht-mf.pt
+  python cli.py convert runs/wht-mf.pt -o wht-mf.mfe --mulfree --eval fashion-mnist:test""")
+@click.option("--arch", type=click.Choice(ARCH_NAMES), default=None,
+              help="Architecture (required unless --init / --finetune-mulfree give it).")
+@click.option("--dataset", type=click.Choice(["fashion-mnist", "cifar10"]), default=None,
+              help="Data set [default: the --init checkpoint's, else fashion-mnist].")
 @click.option("--data-dir", type=click.Path(), default=None,
               help="CIFAR-10: folder holding cifar-10-batches-py. Fashion-MNIST: override "
                    "the Debian package folder.")
-@click.option("--epochs", type=int, default=30, show_default=True, help="Total epochs.")
+@click.option("--epochs", type=int, default=None,
+              help=f"Total epochs [default: {EPOCHS}; {FINETUNE_EPOCHS} with --finetune-mulfree].")
 @click.option("-o", "--output", "output", type=click.Path(dir_okay=False), required=True,
               help="Checkpoint path (written after every epoch).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
@@ -28,7 +36,8 @@ Example:
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint at -o if it exists.")
 @click.option("--width", type=float, default=1.0, show_default=True, help="Width multiplier.")
 @click.option("--batch-size", type=int, default=128, show_default=True)
-@click.option("--lr", type=float, default=0.1, show_default=True, help="Peak learning rate.")
+@click.option("--lr", type=float, default=None,
+              help=f"Peak learning rate [default: {LR}; {FINETUNE_LR} with --finetune-mulfree].")
 @click.option("--momentum", type=float, default=0.9, show_default=True)
 @click.option("--weight-decay", type=float, default=5e-4, show_default=True)
 @click.option("--schedule", type=click.Choice(["sgdr", "onecycle"]), default="onecycle",
@@ -47,6 +56,14 @@ Example:
 @click.option("--config", "config_items", multiple=True, metavar="KEY=VALUE",
               help="Architecture option (repeatable), e.g. --config channel_ratio=1.0 "
                    "--config k_prime=2 for resnet20-structured.")
+@click.option("--init", "init", type=click.Path(dir_okay=False), default=None,
+              help="Start from this checkpoint's weights (its arch and config) with a fresh "
+                   "optimizer and schedule.")
+@click.option("--finetune-mulfree", "finetune_mulfree", type=click.Path(dir_okay=False),
+              default=None, metavar="CKPT",
+              help="--init CKPT, training through what `convert --mulfree` builds: BatchNorm "
+                   "folded and frozen, power-of-two weights and scales (straight-through "
+                   "gradients). Recovers the accuracy the mulfree conversion loses.")
 @click.option("--threads", type=int, default=None, help="torch CPU threads.")
 @click.option("--max-batches", type=int, default=None,
               help="Limit batches per epoch (smoke tests).")
@@ -56,10 +73,18 @@ Example:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(arch, dataset, data_dir, epochs, output, device, seed, resume, width, batch_size, lr,
           momentum, weight_decay, schedule, sgdr_t0, sgdr_mult, label_smoothing,
-          threshold_lr_scale, struct_lambda, config_items, threads, max_batches, test_limit, as_json,
-          quiet):
+          threshold_lr_scale, struct_lambda, config_items, init, finetune_mulfree, threads,
+          max_batches, test_limit, as_json, quiet):
     """Train a model and write a checkpoint (state_dict + arch + config +
-    normalisation + test accuracy)."""
+    normalisation + test accuracy), from scratch or from a checkpoint's weights."""
+    if init and finetune_mulfree:
+        raise click.ClickException("--init and --finetune-mulfree both name the starting "
+                                   "checkpoint; give one")
+    init = init or finetune_mulfree
+    if epochs is None:
+        epochs = FINETUNE_EPOCHS if finetune_mulfree else EPOCHS
+    if lr is None:
+        lr = FINETUNE_LR if finetune_mulfree else LR
     if batch_size < 1 or (max_batches is not None and max_batches < 1):
         raise click.ClickException("--batch-size and --max-batches must be >= 1")
     if not 0.0 <= label_smoothing < 1.0:
@@ -76,8 +101,6 @@ def train(arch, dataset, data_dir, epochs, output, device, seed, resume, width, 
         except json.JSONDecodeError:
             config[key] = value
     from .trainer import UserError, run
-    if threshold_lr_scale is None:
-        threshold_lr_scale = 0.01 if arch == "mbv2-thesis" else 1.0
     try:
         summary = run(arch=arch, dataset=dataset, epochs=epochs, output=output, device=device,
                       seed=seed, resume=resume, width=width, batch_size=batch_size, lr=lr,
@@ -85,12 +108,15 @@ def train(arch, dataset, data_dir, epochs, output, device, seed, resume, width, 
                       sgdr_t0=sgdr_t0, sgdr_mult=sgdr_mult, label_smoothing=label_smoothing,
                       data_dir=data_dir, max_batches=max_batches, test_limit=test_limit,
                       threshold_lr_scale=threshold_lr_scale, struct_lambda=struct_lambda,
-                      config=config, threads=threads, progress=not quiet)
+                      config=config, threads=threads, init=init,
+                      mulfree=finetune_mulfree is not None, progress=not quiet)
     except UserError as e:
         raise click.ClickException(str(e)) from None
     if as_json:
         click.echo(json.dumps(summary))
     else:
         acc = summary["test_accuracy"]
+        mf = summary.get("mulfree_accuracy")
         click.echo(f"{summary['arch']}: {summary['epochs']} epochs, test accuracy "
-                   f"{100 * acc:.2f}%, {summary['params']} params -> {summary['checkpoint']}")
+                   f"{100 * acc:.2f}%" + (f" (mulfree {100 * mf:.2f}%)" if mf is not None else "") +
+                   f", {summary['params']} params -> {summary['checkpoint']}")

@@ -2,7 +2,12 @@
 one-cycle, label smoothing, per-epoch resumable checkpoints, deterministic
 given the seed: the data order/augmentation of epoch e comes from
 numpy Generator([seed, e]) and torch is reseeded with (seed, e) at the
-start of each epoch, so a resumed run repeats the uninterrupted one)."""
+start of each epoch, so a resumed run repeats the uninterrupted one).
+
+``init`` starts from a checkpoint's weights (its arch and config) with a fresh
+optimizer and schedule; ``mulfree`` then trains through
+``converter.mulfree.fake_quant``, the forward pass ``convert --mulfree`` will
+build (quantisation-aware fine-tune)."""
 from __future__ import annotations
 
 import math
@@ -19,6 +24,13 @@ from . import checkpoint as ckpt_mod
 from . import data as data_mod
 from .layers import WHT, StructuredConv2d, clamp_thresholds_
 from .models import build, count_params
+
+
+# mulfree fine-tuning: activation scales come from converting the model as it is, calibrated on the
+# first MULFREE_CALIB training images (what `convert` uses by default), at every epoch start, every
+# MULFREE_RECALIBRATE batches and before each evaluation
+MULFREE_CALIB = 512
+MULFREE_RECALIBRATE = 500
 
 
 class UserError(Exception):
@@ -126,16 +138,18 @@ def wht_alive_fraction(model: nn.Module, x: torch.Tensor) -> dict[str, float]:
     return stats
 
 
-def run(arch: str, dataset: str = "fashion-mnist", epochs: int = 1, output: str = "model.pt",
+def run(arch: str | None, dataset: str | None = None, epochs: int = 1, output: str = "model.pt",
         device: str = "cpu", seed: int = 0, resume: bool = False, width: float = 1.0,
         batch_size: int = 128, lr: float = 0.1, momentum: float = 0.9,
         weight_decay: float = 5e-4, schedule: str = "onecycle", sgdr_t0: int = 10,
         sgdr_mult: int = 2, label_smoothing: float = 0.0, data_dir: str | None = None,
         max_batches: int | None = None, test_limit: int | None = None,
-        threshold_lr_scale: float = 1.0, struct_lambda: float = 0.0,
+        threshold_lr_scale: float | None = None, struct_lambda: float = 0.0,
         config: dict | None = None, threads: int | None = None,
+        init: str | None = None, mulfree: bool = False,
         progress: bool = True, log=None) -> dict:
-    """Train (or resume) and return a summary dict."""
+    """Train (or resume) and return a summary dict. ``arch`` (and ``dataset``) may be None
+    with ``init``: they come from that checkpoint. ``mulfree`` needs ``init`` (or a resume)."""
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     t_start = time.time()
     if device == "cuda" and not torch.cuda.is_available():
@@ -146,6 +160,30 @@ def run(arch: str, dataset: str = "fashion-mnist", epochs: int = 1, output: str 
         torch.backends.cudnn.benchmark = True
     if epochs < 1:
         raise UserError("--epochs must be >= 1")
+    state = ckpt_mod.read(output) if resume and os.path.exists(output) else None
+    if state is not None:  # a resumed run keeps its arch and data set
+        arch, dataset = arch or state.get("arch"), dataset or state.get("dataset")
+    source = None
+    if init and state is None:
+        try:
+            source = ckpt_mod.read(init)
+        except FileNotFoundError:
+            raise UserError(f"{init}: no such file") from None
+        except ValueError as e:
+            raise UserError(str(e)) from None
+        except Exception as e:  # noqa: BLE001 - torch.load fails in many ways; one line for the user
+            raise UserError(f"{init}: not a training checkpoint ({str(e).splitlines()[0]})") from None
+        if arch not in (None, source["arch"]):
+            raise UserError(f"{init} holds arch {source['arch']!r}, not {arch!r}")
+        arch = source["arch"]
+        dataset = dataset or source.get("dataset")
+    elif mulfree and state is None:
+        raise UserError("mulfree fine-tuning starts from a trained checkpoint (--finetune-mulfree CKPT)")
+    if arch is None:
+        raise UserError("--arch is required (or --init / --finetune-mulfree CKPT)")
+    dataset = dataset or "fashion-mnist"
+    if threshold_lr_scale is None:  # see training/README.md (mbv2-thesis)
+        threshold_lr_scale = 0.01 if arch == "mbv2-thesis" else 1.0
     if dataset not in data_mod.DATASETS:
         raise UserError(f"unknown dataset {dataset!r}")
     try:
@@ -155,12 +193,13 @@ def run(arch: str, dataset: str = "fashion-mnist", epochs: int = 1, output: str 
         raise UserError(str(e)) from None
     if test_limit:
         xte, yte = xte[:test_limit], yte[:test_limit]
-    norm = data_mod.NORMALIZATION[dataset]
+    norm = source.get("normalization", data_mod.NORMALIZATION[dataset]) if source else \
+        data_mod.NORMALIZATION[dataset]
     aug = data_mod.AUGMENT[dataset]
 
-    state = None
-    if resume and os.path.exists(output):
-        state = ckpt_mod.read(output)
+    if resume and state is None:
+        log(f"resume: {output} does not exist yet, starting from {init or 'scratch'}")
+    if state is not None:
         if state.get("arch") != arch:
             raise UserError(f"{output} holds arch {state.get('arch')!r}, not {arch!r}")
         if "optimizer" not in state:
@@ -174,15 +213,17 @@ def run(arch: str, dataset: str = "fashion-mnist", epochs: int = 1, output: str 
         seed = targs.get("seed", seed)
         sgdr_t0, sgdr_mult = targs.get("sgdr_t0", sgdr_t0), targs.get("sgdr_mult", sgdr_mult)
         threshold_lr_scale = targs.get("threshold_lr_scale", threshold_lr_scale)
+        init, mulfree = targs.get("init", init), targs.get("finetune_mulfree", mulfree)
+        norm = state.get("normalization", norm)
         if schedule == "onecycle":
             epochs_total = targs.get("epochs", epochs)
             if epochs != epochs_total:
                 log(f"resume: one-cycle schedule was planned for {epochs_total} epochs; "
                     f"keeping that")
             epochs = epochs_total
+    elif source is not None:
+        cfg = dict(source.get("config", {}))
     else:
-        if resume:
-            log(f"resume: {output} does not exist yet, starting from scratch")
         c, h, w = data_mod.INPUT_SHAPE[dataset]
         cfg = {"in_channels": c, "num_classes": data_mod.NUM_CLASSES[dataset], "width": width}
         cfg.update(config or {})
@@ -191,6 +232,13 @@ def run(arch: str, dataset: str = "fashion-mnist", epochs: int = 1, output: str 
         model = build(arch, **cfg)
     except (ValueError, TypeError) as e:
         raise UserError(str(e)) from None
+    if source is not None and state is None:
+        try:
+            model.load_state_dict({k: (v.float() if torch.is_floating_point(v) else v)
+                                   for k, v in source["state_dict"].items()})
+        except RuntimeError as e:
+            raise UserError(f"{init}: weights do not fit {arch} {cfg}: "
+                            f"{str(e).splitlines()[1].strip()}") from None
     model.to(device)
 
     steps = math.ceil(len(xtr) / batch_size)
@@ -210,6 +258,25 @@ def run(arch: str, dataset: str = "fashion-mnist", epochs: int = 1, output: str 
         start_epoch = int(state["epochs"])
         prior_seconds = float(state.get("seconds", 0.0))
         log(f"resume: {output} at epoch {start_epoch}")
+    net = model  # what the loss sees: the model, or its multiplication-free view
+    calibrated = False  # mulfree: whether the view's activation scales fit the current weights
+    if mulfree:
+        from converter import ConvertError
+        from converter.mulfree import activation_scales, fake_quant, set_activation_scales
+        try:
+            net = fake_quant(model, norm["std"]).to(device)
+        except ConvertError as e:
+            raise UserError(str(e)) from None
+
+        def calibrate() -> None:
+            set_activation_scales(net, activation_scales(model, xtr[:MULFREE_CALIB], norm["mean"],
+                                                         norm["std"]))
+        if state is None:
+            calibrate()
+            calibrated = True
+            mf_acc, _ = evaluate(net, xte, yte, norm, device)
+            log(f"mulfree accuracy before fine-tuning: {100 * mf_acc:.2f}% "
+                f"(float {100 * evaluate(model, xte, yte, norm, device)[0]:.2f}%)")
 
     struct_mods = [m for m in model.modules()
                    if isinstance(m, StructuredConv2d) and m.mode == "regularized"]
@@ -219,12 +286,13 @@ def run(arch: str, dataset: str = "fashion-mnist", epochs: int = 1, output: str 
                       sgdr_mult=sgdr_mult, label_smoothing=label_smoothing,
                       max_batches=max_batches, test_limit=test_limit,
                       threshold_lr_scale=threshold_lr_scale, struct_lambda=struct_lambda,
-                      device=device)
+                      device=device, init=init, finetune_mulfree=mulfree)
     n_params = count_params(model)
     acc = state.get("test_accuracy") if state is not None else None
+    mf_acc = state.get("mulfree_accuracy") if state is not None else None
     for epoch in range(start_epoch, epochs):
         t0 = time.time()
-        model.train()
+        net.train()
         rng = np.random.default_rng([seed, epoch])
         torch.manual_seed(seed * 100003 + epoch)
         order = rng.permutation(len(xtr))
@@ -233,12 +301,16 @@ def run(arch: str, dataset: str = "fashion-mnist", epochs: int = 1, output: str 
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         seen = 0
+        if mulfree and not calibrated:
+            calibrate()
         for b in range(steps):
+            if mulfree and b and b % MULFREE_RECALIBRATE == 0:
+                calibrate()
             idx = order[b * batch_size:(b + 1) * batch_size]
             imgs = data_mod.augment(xtr[idx], rng, aug["pad"], aug["flip"])
             x = torch.from_numpy(data_mod.normalize(imgs, norm["mean"], norm["std"])).to(device)
             y = torch.from_numpy(ytr[idx]).to(device)
-            out = model(x)
+            out = net(x)
             loss = F.cross_entropy(out, y, label_smoothing=label_smoothing)
             total = loss
             if struct_mods and struct_lambda:
@@ -246,6 +318,7 @@ def run(arch: str, dataset: str = "fashion-mnist", epochs: int = 1, output: str 
             opt.zero_grad(set_to_none=True)
             total.backward()
             opt.step()
+            calibrated = False
             clamp_thresholds_(model)
             sched.step()
             loss_sum += loss.detach() * len(idx)
@@ -265,10 +338,16 @@ def run(arch: str, dataset: str = "fashion-mnist", epochs: int = 1, output: str 
         rec = {"epoch": epoch + 1, "train_loss": loss_sum / max(1, seen),
                "train_accuracy": correct / max(1, seen), "test_accuracy": acc,
                "test_loss": test_loss, "lr": opt.param_groups[0]["lr"], "seconds": secs}
+        if mulfree:
+            calibrate()
+            calibrated = True
+            mf_acc, _ = evaluate(net, xte, yte, norm, device)
+            rec["mulfree_accuracy"] = mf_acc
         history.append(rec)
         log(f"epoch {epoch + 1}/{epochs}: train loss {rec['train_loss']:.4f} "
             f"acc {100 * rec['train_accuracy']:.2f}% | test loss {test_loss:.4f} "
-            f"acc {100 * acc:.2f}% | {secs:.0f}s")
+            f"acc {100 * acc:.2f}%" + (f" mulfree {100 * mf_acc:.2f}%" if mulfree else "") +
+            f" | {secs:.0f}s")
         ck = {
             "format": ckpt_mod.FORMAT, "format_version": ckpt_mod.FORMAT_VERSION,
             "arch": arch, "config": cfg,
@@ -276,6 +355,7 @@ def run(arch: str, dataset: str = "fashion-mnist", epochs: int = 1, output: str 
             "normalization": norm, "dataset": dataset, "test_accuracy": acc,
             "test_images": len(xte), "epochs": epoch + 1, "params": n_params,
             "history": history, "train_args": train_args,
+            **({"mulfree_accuracy": mf_acc} if mulfree else {}),
             "seconds": prior_seconds + (time.time() - t_start),
             "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
             "rng": {"seed": seed, "next_epoch": epoch + 1},
@@ -283,4 +363,5 @@ def run(arch: str, dataset: str = "fashion-mnist", epochs: int = 1, output: str 
         ckpt_mod.save(ck, output)
     return {"arch": arch, "dataset": dataset, "epochs": max(epochs, start_epoch),
             "test_accuracy": acc, "params": n_params, "checkpoint": os.path.abspath(output),
-            "seconds": round(time.time() - t_start, 3)}
+            "seconds": round(time.time() - t_start, 3),
+            **({"mulfree_accuracy": mf_acc} if mulfree else {})}
