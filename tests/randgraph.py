@@ -69,8 +69,10 @@ def random_case(op: str, rng: np.random.Generator, edge: str = "random") -> Grap
         mode = int(rng.integers(0, 2))
         g, table = smooth_table(float(rng.uniform(0.001, 0.2))) if mode else (0, np.zeros(0))
         thresh = np.full(n, 2**31 - 1) if edge == "max" else rng.integers(0, 40 * n, n)
-        b.add("wht", 0, cout=cout, n=n, order=int(rng.integers(0, 2)), mode=mode, residual=residual, tshift=g,
-              thresh=thresh, table=table.ravel(), oshift=int(rng.choice([0, 0, -2, 1, 3])), **act)
+        order = int(rng.integers(0, 2))
+        oshift = int(rng.choice([o for o in (0, 0, -2, 1, 3) if n.bit_length() - 1 + o >= 0]))  # n = 2 takes no -2
+        b.add("wht", 0, cout=cout, n=n, order=order, mode=mode, residual=residual, tshift=g,
+              thresh=thresh, table=table.ravel(), oshift=oshift, **act)
     elif op == "hdw":
         b.add("hdw", 0, stride=int(rng.integers(1, 3)), op=int(rng.integers(0, 2)), xshift=int(rng.integers(0, 8)),
               wshift=int(rng.choice([0, 0, 3, 7])),
