@@ -126,3 +126,10 @@ $(CUDA_OUT)/obj/c_%.o: cbackend/src/%.c $(CUDA_HDRS) $(CUDA_OUT)/flags
 $(CUDA_OUT)/libmfe_cuda.so: $(CUDA_OBJS) cbackend/cuda/exports.map
 	$(NVCC) -shared -arch=$(CUDA_ARCH) $(CUDA_OBJS) -Xlinker -Bsymbolic,--version-script=cbackend/cuda/exports.map -lm -o $@.tmp
 	@mv $@.tmp $@
+
+# The same CUDA sources on the CPU (cbackend/cuda/emu: fibers for threads, host memory for the device):
+# build/cuda-emu/{plain,dp4a}/libmfe_cuda.so; MFE_CUDA_LIB=... runs engine's backend="cuda" on them (slow).
+.PHONY: cuda-emu
+cuda-emu:
+	$(PYTHON) cbackend/cuda/emu/build.py build/cuda-emu/plain
+	$(PYTHON) cbackend/cuda/emu/build.py build/cuda-emu/dp4a --dp4a

@@ -2,7 +2,9 @@
 
 Without a GPU (CI): `make cuda` builds warning-free for sm_75 and for the plain (no-dp4a, sm_53) path, the
 sources keep to what CUDA 10.2 / C++14 / sm_53 have, and the missing GPU or library is a one-line error.
-These tests fail, not skip, where nvcc is missing.
+These tests fail, not skip, where nvcc is missing. The GPU tests below also run there, in a child pytest,
+against the kernels' own source built for the CPU emulator (cbackend/cuda/emu: both the plain and the
+__dp4a paths): that checks their arithmetic, indexing and synchronisation, not the GPU's compiler.
 With a GPU: every op bit-exact with the numpy reference on random and adversarial cases, both WHT kernels,
 conv/linear shapes around the GEMM tiles, batch sizes 1/3/256, passes split by a small arena, the zoo
 models' logits hash equal to the C backend's, repeatability (same bytes twice, from threads), error paths.
@@ -29,6 +31,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CUDA_DIR = os.path.join(ROOT, "cbackend", "cuda")
 ZOO = sorted(os.path.join(ROOT, "zoo", f) for f in os.listdir(os.path.join(ROOT, "zoo")) if f.endswith(".mfe"))
 SAMPLE = os.path.join(ROOT, "zoo", "fashion-mnist-sample.npz")
+EMULATED = os.environ.get("MFE_CUDA_EMU") == "1"  # this run is the CPU emulator's (slow: fewer zoo images)
 
 
 def nvcc() -> str:
@@ -111,6 +114,34 @@ def test_library_missing_is_one_line_error():
     lines = p.stderr.strip().splitlines()
     assert p.returncode == 1 and len(lines) == 1, p.stderr
     assert lines[0].startswith("error: the CUDA backend is not built: run `make cuda`"), p.stderr
+
+
+@pytest.mark.parametrize("variant", ["plain", "dp4a"])
+def test_kernels_on_cpu_emulator(variant):
+    """Where no GPU is present: the GPU tests of this file on the CPU emulator (the dp4a build: the tests
+    of the kernels that have a dp4a path)."""
+    if os.environ.get("MFE_CUDA_LIB"):
+        pytest.skip("this run already uses a chosen library (MFE_CUDA_LIB)")
+    if library_built() and cuda.unavailable_reason() is None:
+        pytest.skip("a CUDA GPU is present: the GPU tests run on it instead")
+    out = os.path.join(ROOT, "build", "cuda-emu", variant)
+    p = subprocess.run([sys.executable, os.path.join(CUDA_DIR, "emu", "build.py"), out, *(["--dp4a"] if variant == "dp4a" else [])],
+                       capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0 and not p.stderr.strip(), p.stderr[-4000:]
+    expr = "not build and not emulator and not no_gpu and not library_missing and not sources"
+    if variant == "dp4a":
+        expr += " and (wht or conv or linear or batch or zoo)"
+    env = dict(os.environ, MFE_CUDA_LIB=os.path.join(out, "libmfe_cuda.so"), MFE_CUDA_EMU="1")
+    p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", os.path.abspath(__file__),
+                        "-k", expr], capture_output=True, text=True, timeout=3000, env=env, cwd=ROOT)
+    tail = (p.stdout + p.stderr)[-4000:]
+    assert p.returncode == 0, tail
+    assert "CPU emulation" in cuda_device_of(env), tail
+
+
+def cuda_device_of(env) -> str:
+    code = "from engine import cuda; print(cuda.device_name(0))"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT).stdout
 
 
 def library_built() -> bool:
@@ -345,14 +376,15 @@ def test_zoo_models(gpu, path):
     backend is not built), for batch sizes 1, 3 and 256."""
     m = engine.load(path)
     h, w, c = m.input_shape
-    x = sample(300) if (h, w, c) == (28, 28, 1) else images(np.random.default_rng(1), 300, (h, w, c), "random")
+    n = 12 if EMULATED else 300
+    x = sample(n) if (h, w, c) == (28, 28, 1) else images(np.random.default_rng(1), n, (h, w, c), "random")
     other = reference_backend(m)
     if other == "ref":
         x = x[:40]
     want = m.run(x, other)
     got = m.run(x, "cuda")
     assert hashlib.sha256(got.astype("<i4").tobytes()).hexdigest() == hashlib.sha256(want.astype("<i4").tobytes()).hexdigest()
-    for batch in (1, 3, 256):  # np.resize repeats images (and so their outputs) in order
+    for batch in (1, 3, 16 if EMULATED else 256):  # np.resize repeats images (and so their outputs) in order
         np.testing.assert_array_equal(m.run(np.resize(x, (batch, h, w, c)), "cuda"), np.resize(want, (batch, *want.shape[1:])))
 
 
@@ -363,7 +395,7 @@ def test_cli_hash_matches_c(gpu, tmp_path):
         m = engine.load(path)
         other = reference_backend(m)
         args = ["run", path, "--json"]
-        if other == "ref":
+        if other == "ref" or EMULATED:
             np.save(tmp_path / "x.npy", images(np.random.default_rng(2), 20, m.input_shape, "random"))
             args += ["--input", str(tmp_path / "x.npy")]
         a, b = (cli(*args, "--backend", be) for be in ("cuda", other))
