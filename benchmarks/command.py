@@ -32,7 +32,10 @@ QUICK = {"seed_batch": 1, "seed_repeats": 3, "growth": [64, 256, 1024], "growth_
               help="Run only these parts (repeatable); default: all.")
 @click.option("--arm", is_flag=True, help="Also count executed aarch64 instructions (NEON and scalar builds) under "
               "qemu for seed 000's WHT layer and the default model (engine/cross.py; key 'arm').")
-def bench(as_json: bool, quick: bool, threads: int, plot_dir: str | None, only: tuple[str, ...], arm: bool) -> None:
+@click.option("--cpu-time", is_flag=True, help="Time 1-thread tables in the calling thread's CPU time instead of wall "
+              "time (steadier on a shared, loaded machine; every peer computes in that thread at 1 thread).")
+def bench(as_json: bool, quick: bool, threads: int, plot_dir: str | None, only: tuple[str, ...], arm: bool,
+          cpu_time: bool) -> None:
     """Benchmark the engine against PyTorch and ONNX Runtime on this machine.
 
     \b
@@ -56,7 +59,7 @@ def bench(as_json: bool, quick: bool, threads: int, plot_dir: str | None, only: 
     """
     from .common import BenchError
     try:
-        result = measure(quick, threads, set(only or PARTS), arm)
+        result = measure(quick, threads, set(only or PARTS), arm, cpu_time=cpu_time)
         if plot_dir:
             from . import plots
             result["plots"] = plots.write(result, plot_dir)
@@ -87,9 +90,12 @@ def _arm(quiet: bool) -> dict:
         raise BenchError(f"--arm: {str(e).splitlines()[0]}") from None
 
 
-def measure(quick: bool, threads: int, parts: set[str], arm: bool = False, quiet: bool = False) -> dict:
+def measure(quick: bool, threads: int, parts: set[str], arm: bool = False, quiet: bool = False,
+            cpu_time: bool = False) -> dict:
     """Run the chosen parts; returns the result object that --json prints."""
+    from . import common
     from .common import BenchError, machine, progress
+    common.CPU_TIME = cpu_time
     cfg = QUICK if quick else FULL
     thread_list = sorted({1, threads})
     t0 = time.time()
@@ -100,7 +106,8 @@ def measure(quick: bool, threads: int, parts: set[str], arm: bool = False, quiet
     result["settings"] = {"mode": "quick" if quick else "full", "threads": thread_list, **cfg,
                           "timing": "median over rounds; each round runs every peer of a table once, in rotated "
                                     "order; a sample repeats a call until it lasts min_sample_s; a models table "
-                                    "stops after model_budget_s once it has 3 rounds"}
+                                    "stops after model_budget_s once it has 3 rounds",
+                          "clock": "thread CPU time at 1 thread, wall time otherwise" if cpu_time else "wall time"}
     if arm:  # first: fail fast when it is not there
         result["arm"] = _arm(quiet)
     took = result["settings"]["seconds_per_part"] = {}
@@ -189,7 +196,8 @@ def render(r: dict) -> str:
              f"onnx {m['onnx']}, gcc {m['gcc']}",
              f"load      load average {_la(m['loadavg'])} at start, {_la(m.get('loadavg_end'))} at end "
              f"({m['cores']} cores): other processes share the CPU; peers are interleaved so they share it alike",
-             f"run       {s['mode']}: threads {s['threads']}, medians of interleaved rounds, {r['seconds']} s"]
+             f"run       {s['mode']}: threads {s['threads']}, medians of interleaved rounds, {r['seconds']} s; "
+             f"clock: {s.get('clock', 'wall time')}"]
     busy = max((m.get("loadavg") or [0])[0], (m.get("loadavg_end") or [0])[0])
     if busy > m["usable_cores"] - 0.5:
         lines.append(f"warning   the load average ({busy:.1f}) is at or over the {m['usable_cores']} usable cores: every "

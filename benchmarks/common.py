@@ -28,8 +28,19 @@ def progress(msg: str, quiet: bool = False) -> None:
         print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
 
+CPU_TIME = False  # `bench --cpu-time`: one-thread tables time the calling thread's CPU time
+
+
+def clock_for(threads: int) -> Callable[[], float]:
+    """The clock of a table run at `threads` threads: wall time, or with CPU_TIME and one thread the calling
+    thread's CPU time (what the peers spend computing, less inflated by other processes on a shared machine;
+    every peer runs in the calling thread at one thread)."""
+    return time.thread_time if CPU_TIME and threads == 1 else time.perf_counter
+
+
 def interleaved(peers: dict[str, Callable[[], object]], repeats: int, min_sample_s: float = 0.0,
-                budget_s: float | None = None, settle_s: float = 0.0) -> dict[str, float]:
+                budget_s: float | None = None, settle_s: float = 0.0,
+                clock: Callable[[], float] = time.perf_counter) -> dict[str, float]:
     """Median milliseconds per call of each peer, measured round-robin (see the module doc). With budget_s,
     rounds stop early once that many seconds have passed (never before 3 rounds): a heavily loaded
     machine then gives fewer rounds instead of an unbounded run. settle_s: a pause before each sample so
@@ -39,9 +50,9 @@ def interleaved(peers: dict[str, Callable[[], object]], repeats: int, min_sample
     inner = {}
     for n in names:
         peers[n]()  # warm-up: plans buffers, faults pages in, picks kernels
-        t0 = time.perf_counter()
+        t0 = clock()
         peers[n]()
-        dt = time.perf_counter() - t0
+        dt = clock() - t0
         inner[n] = max(1, math.ceil(min_sample_s / dt)) if dt > 0 else 1
     samples: dict[str, list[float]] = {n: [] for n in names}
     start = time.perf_counter()
@@ -53,10 +64,10 @@ def interleaved(peers: dict[str, Callable[[], object]], repeats: int, min_sample
             fn, reps = peers[n], inner[n]
             if settle_s:
                 time.sleep(settle_s)
-            t0 = time.perf_counter()
+            t0 = clock()
             for _ in range(reps):
                 fn()
-            samples[n].append((time.perf_counter() - t0) * 1e3 / reps)
+            samples[n].append((clock() - t0) * 1e3 / reps)
     return {n: statistics.median(s) for n, s in samples.items()}
 
 

@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from .common import interleaved, loglog_slope, progress
+from .common import clock_for, interleaved, loglog_slope, progress
 from .seed import conv1x1_model, engine_runner, torch_conv1x1, wht_model
 
 PIXELS = (32, 32)  # one 32x32 image, as in seed 000's tensor
@@ -29,7 +29,7 @@ def run(channels: list[int], repeats: int, threads: int = 1, min_sample_s: float
                  "int8_conv1x1": engine_runner(conv1x1_model(h, w, c), x_u8, threads),
                  "torch_conv1x1": lambda: torch.relu(conv(x_nchw))}
         with torch.inference_mode():
-            ms = interleaved(peers, repeats, min_sample_s)
+            ms = interleaved(peers, repeats, min_sample_s, clock=clock_for(threads))
         points.append({"channels": c, **{f"{k}_ms": round(v, 4) for k, v in ms.items()}})
     keys = ("wht", "int8_conv1x1", "torch_conv1x1")
     slope = {k: _r(loglog_slope(channels, [p[f"{k}_ms"] for p in points])) for k in keys}

@@ -25,7 +25,7 @@ import sys
 
 import numpy as np
 
-from .common import ROOT, BenchError, interleaved, progress
+from .common import ROOT, BenchError, clock_for, interleaved, progress
 
 ARCHS = ("mbv2", "mbv2-wht")
 SHAPE = (28, 28, 1)  # H, W, C
@@ -217,7 +217,7 @@ def run(threads: list[int], batches: list[int], repeats: int, calib_n: int, min_
                     s, feed = sessions[(a, peer)], {"x": x_f[(a, b)]}
                     peers[(a, peer)] = (lambda s, feed: lambda: s.run(None, feed))(s, feed)
             with torch.inference_mode():
-                ms = interleaved(peers, repeats, min_sample_s, budget_s, SETTLE_S if t > 1 else 0.0)
+                ms = interleaved(peers, repeats, min_sample_s, budget_s, SETTLE_S if t > 1 else 0.0, clock_for(t))
             for r in rows:
                 r["ms"][f"b{b}_t{t}"] = round(ms[(r["model"], r["peer"])], 4)
         del sessions
@@ -282,7 +282,7 @@ def hotspots(arch: str = "mbv2", variant: str = "engine-int8", repeats: int = 5,
         if shp not in shapes:  # what a one-node call costs beyond the op: the call, input quantisation, a clamp
             shapes[shp] = f"__overhead__{len(shapes)}"
             peers[shapes[shp]] = engine_runner(engine.from_graph(_clamp_graph(shp)), x, 1)
-    ms = interleaved(peers, repeats, min_sample_s)
+    ms = interleaved(peers, repeats, min_sample_s, clock=clock_for(1))
     model_ms = ms.pop("__model__")
     nodes = []
     for node in g.nodes:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .common import interleaved, progress
+from .common import clock_for, interleaved, progress
 
 SHAPE = (10, 32, 32, 1024)
 RADIX = 32
@@ -135,7 +135,7 @@ def run(threads: list[int], repeats: int, batch: int = SHAPE[0], min_sample_s: f
         peers = {"torch_conv1x1": lambda: torch.relu(conv(x_nchw)), "torch_radix32": lambda: radix(x_nhwc)}
         peers.update({k: engine_runner(m, x_u8, t) for k, m in models.items()})
         with torch.inference_mode():
-            ms = interleaved(peers, repeats, min_sample_s, settle_s=0.01 if t > 1 else 0.0)
+            ms = interleaved(peers, repeats, min_sample_s, settle_s=0.01 if t > 1 else 0.0, clock=clock_for(t))
         row = {"threads": t, "tensor": [n, h, w, c], **{f"{k}_ms": round(v, 3) for k, v in ms.items()}}
         row["speedup_vs_torch_conv1x1"] = {k: round(ms["torch_conv1x1"] / v, 2) for k, v in ms.items()
                                            if k != "torch_conv1x1"}
