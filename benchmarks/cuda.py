@@ -38,11 +38,11 @@ def median(xs: list[float]) -> float:
     return float(statistics.median(xs))
 
 
-def wht_graph(mode: int, n: int = 1024):
+def wht_graph(mode: int, shape: tuple, n: int = 1024):
     from engine.builder import GraphBuilder
     from engine.ops.wht import smooth_table
     rng = np.random.default_rng(0)
-    b = GraphBuilder(WHT_SHAPE[1:])
+    b = GraphBuilder(shape[1:])
     g, table = smooth_table(0.02)
     b.add("wht", 0, cout=n, n=n, order=0, mode=mode, residual=0, tshift=g, thresh=rng.integers(0, 8 * n, n),
           table=table.ravel() if mode else np.zeros(0), oshift=0)
@@ -76,20 +76,21 @@ def torch_time(torch, fn, reps: int, warmup: int = 5) -> list[float]:
     return out
 
 
-def bench_wht(reps: int) -> dict:
+def bench_wht(reps: int, batch: int = WHT_SHAPE[0]) -> dict:
     import engine
     from engine import cuda
-    nbytes = int(np.prod(WHT_SHAPE))
+    shape = (batch, *WHT_SHAPE[1:])
+    nbytes = int(np.prod(shape))
     rng = np.random.default_rng(1)
-    x = rng.integers(0, 256, WHT_SHAPE, dtype=np.uint8)
-    res: dict = {"shape_nhwc": list(WHT_SHAPE), "bytes_in": nbytes, "bytes_out": nbytes, "reps": reps}
+    x = rng.integers(0, 256, shape, dtype=np.uint8)
+    res: dict = {"shape_nhwc": list(shape), "bytes_in": nbytes, "bytes_out": nbytes, "reps": reps}
     log(f"copy bandwidth: cudaMemcpyAsync of {nbytes / 2**20:.0f} MiB device to device")
     copy = cuda.time_copy(nbytes, reps)
     res["copy_ms"] = median(copy)
     res["copy_gbs"] = 2 * nbytes / (res["copy_ms"] * 1e-3) / 1e9
     for name, mode in (("soft", 0), ("smooth", 1)):
-        log(f"wht n=1024 {name} threshold, batch {WHT_SHAPE[0]}")
-        m = engine.from_graph(wht_graph(mode))
+        log(f"wht n=1024 {name} threshold, batch {batch}")
+        m = engine.from_graph(wht_graph(mode, shape))
         cm = m.native("cuda")
         t = cm.time_graph(x, reps)
         ms = median(t)
@@ -105,7 +106,7 @@ def bench_wht(reps: int) -> dict:
     torch.backends.cudnn.benchmark = True
     conv = {"torch": torch.__version__, "cudnn": torch.backends.cudnn.version()}
     with torch.inference_mode():
-        xt = torch.randn(WHT_SHAPE[0], WHT_SHAPE[3], WHT_SHAPE[1], WHT_SHAPE[2], device="cuda", dtype=torch.half)
+        xt = torch.randn(shape[0], shape[3], shape[1], shape[2], device="cuda", dtype=torch.half)
         w = torch.randn(1024, 1024, 1, 1, device="cuda", dtype=torch.half) * 0.03
         for layout, fmt in (("nchw", torch.contiguous_format), ("channels_last", torch.channels_last)):
             xl, wl = xt.contiguous(memory_format=fmt), w.contiguous(memory_format=fmt)
@@ -279,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     ap.add_argument("--quick", action="store_true", help="fewer repetitions")
     ap.add_argument("--batch", type=int, default=256, help="whole-model batch (default 256)")
+    ap.add_argument("--wht-batch", type=int, default=WHT_SHAPE[0], help=argparse.SUPPRESS)  # smoke runs
     ap.add_argument("--only", choices=("wht", "models"), help="one part only")
     ap.add_argument("--out", metavar="FILE", help="also write the JSON object to FILE")
     args = ap.parse_args(argv)
@@ -295,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if args.only in (None, "wht"):
         try:
-            res["wht"] = bench_wht(reps)
+            res["wht"] = bench_wht(reps, args.wht_batch)
         except Exception as e:  # noqa: BLE001 - report and go on to the models
             res["wht"] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
     if args.only in (None, "models"):

@@ -5,7 +5,7 @@
 # (.whl/) if python3 lacks it; the C backend for this python3 (the hash reference; else the numpy
 # reference); `make cuda` for this GPU's architecture (else a carried build/cuda/libmfe_cuda.so);
 # tests/test_cuda.py; `cli.py run --backend cuda --json` against `--backend c` (or ref) on every zoo model;
-# compute-sanitizer memcheck and racecheck on small runs; benchmarks/cuda.py. Logs and bench.json go to
+# benchmarks/cuda.py; compute-sanitizer memcheck and racecheck on small runs (last: they get what time is left). Logs and bench.json go to
 # $OUT (or build/gpu-check); a summary table is printed last. Needs nothing from the network.
 # Budget: BUDGET_S seconds in all (default 450), so the whole script ends within 8 minutes.
 set -u
@@ -24,6 +24,7 @@ SUMMARY=()
 stage() {
     local name=$1 limit=$2 reserve=$3; shift 3
     local now left t0 rc
+    reserve=$((reserve * BUDGET_S / 450))  # the reserves below are for the default budget
     now=$(date +%s); left=$((DEADLINE - now - reserve))
     [ "$left" -lt "$limit" ] && limit=$left
     if [ "$limit" -lt 5 ]; then
@@ -86,19 +87,24 @@ fi
 
 # the tests (the GPU ones skip only without a GPU; the build tests compile sm_75 and the plain path too)
 export NVCC=${NVCC:-nvcc} CUDA_ARCH=$ARCH
-stage tests 240 150 "$PY" -m pytest -q -rs -p no:cacheprovider tests/test_cuda.py
+stage tests 240 170 "$PY" -m pytest -q -rs -p no:cacheprovider tests/test_cuda.py
 
 # logits_sha256 of every zoo model: cuda against c (or ref)
 hashes() {
     local bad=0 m a b
     for m in zoo/*.mfe; do
-        a=$("$PY" cli.py run "$m" --backend cuda --json | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["logits_sha256"])')
-        b=$("$PY" cli.py run "$m" --backend "$REF" --json | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["logits_sha256"])')
-        if [ -n "$a" ] && [ "$a" = "$b" ]; then echo "same   $m $a"; else echo "DIFFER $m cuda=$a $REF=$b"; bad=1; fi
+        a=$("$PY" cli.py run "$m" --backend cuda --json 2>"$OUT/hash-err.txt" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["logits_sha256"])' 2>/dev/null)
+        [ -z "$a" ] && a="(failed: $(head -c 300 "$OUT/hash-err.txt"))"
+        b=$("$PY" cli.py run "$m" --backend "$REF" --json 2>"$OUT/hash-err.txt" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["logits_sha256"])' 2>/dev/null)
+        [ -z "$b" ] && b="(failed: $(head -c 300 "$OUT/hash-err.txt"))"
+        if [ "$a" = "$b" ]; then echo "same   $m $a"; else echo "DIFFER $m cuda=$a $REF=$b"; bad=1; fi
     done
     return $bad
 }
-stage hashes 90 120 hashes
+stage hashes 60 120 hashes
+
+# the benchmark (table in bench.log, numbers in bench.json)
+stage bench 150 30 "$PY" -m benchmarks.cuda --out "$OUT/bench.json"
 
 # compute-sanitizer on small runs: every op of the zoo's every-op model and a n=1024 WHT, 3 images
 SAN=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -n 1)
@@ -125,14 +131,11 @@ for mode in (0, 1):
     print("wht 1024 mode", mode, "ok")
 EOF
 if [ -n "$SAN" ]; then
-    stage memcheck 90 100 "$SAN" --tool memcheck --error-exitcode 9 "$PY" "$OUT/san_run.py"
-    stage racecheck 90 90 "$SAN" --tool racecheck --error-exitcode 9 "$PY" "$OUT/san_run.py"
+    stage memcheck 60 15 "$SAN" --tool memcheck --error-exitcode 9 "$PY" "$OUT/san_run.py"
+    stage racecheck 60 0 "$SAN" --tool racecheck --error-exitcode 9 "$PY" "$OUT/san_run.py"
 else
     SUMMARY+=("$(printf '%-14s %-8s %5ss  %s' sanitizer "SKIPPED" 0 "compute-sanitizer not found")")
 fi
-
-# the benchmark (table in bench.log, numbers in bench.json)
-stage bench 180 5 "$PY" -m benchmarks.cuda --out "$OUT/bench.json"
 
 echo
 echo "=== summary ($(( $(date +%s) - START ))s; logs in $OUT)"
