@@ -263,6 +263,12 @@ Copy this folder to the board (Jetson Nano: Cortex-A57, JetPack 4; Jetson Orin: 
     cp libmfe.so _mfe_native.py ~/mfe-src/engine/ && python cli.py run --input sample.npy --json
    (or set MFE_LIB=/path/to/libmfe.so). It reports isa "{isa_name}".
 
+4. The GPU (CUDA backend): build it on the board, in a checkout of the repository, with JetPack's own
+   nvcc (JetPack 4: CUDA 10.2; the sources keep to C++14 and what sm_53 has):
+    export PATH=/usr/local/cuda/bin:$PATH && make cuda CUDA_ARCH=sm_53    # Nano; Orin: CUDA_ARCH=sm_87
+    python cli.py run --backend cuda --input sample.npy --json
+   It prints the same logits_sha256 as the C backend (build/cuda/libmfe_cuda.so; README "CUDA backend").
+
 Files: mfrun, libmfe.so, _mfe_native.py, include/mfe.h, default.mfe (the zoo model),
 sample.npy (the embedded sample images), BUILD.json (flags, smoke test).
 Smoke test: {smoke}
