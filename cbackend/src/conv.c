@@ -108,10 +108,11 @@ typedef struct {
 
 /* NPIX output pixels from ox, channels c0 .. c0 + 15 (mask km); SW is the stride (1 or 2). */
 static inline __attribute__((always_inline)) void dw3_pixels(int8_t *y, const dw3_geom *g, int32_t ox, int32_t c0,
-                                                              __mmask16 km, const __m512i w[9], __m512i bias, __m512i padv,
-                                                              const mfe_rq16 *q, const int NPIX, const int SW) {
+                                                              const mfe_tile16 *tl, const __m512i w[9], __m512i padv,
+                                                              const int NPIX, const int SW) {
+    const __mmask16 km = tl->km;
     __m512i acc[4];
-    for (int p = 0; p < NPIX; p++) acc[p] = bias;
+    for (int p = 0; p < NPIX; p++) acc[p] = tl->bias;
     const int32_t ix0 = ox * SW - g->pl;
     for (int ky = 0; ky < 3; ky++) {
         __m512i xv[3 * 2 + 3];
@@ -124,7 +125,7 @@ static inline __attribute__((always_inline)) void dw3_pixels(int8_t *y, const dw
         for (int kx = 0; kx < 3; kx++)
             for (int p = 0; p < NPIX; p++) acc[p] = DPW(acc[p], xv[p * SW + kx], w[ky * 3 + kx]);
     }
-    for (int p = 0; p < NPIX; p++) _mm_mask_storeu_epi8(y + (size_t)(ox + p) * g->cstride + c0, km, mfe_rq16_apply(acc[p], q));
+    for (int p = 0; p < NPIX; p++) _mm_mask_storeu_epi8(y + (size_t)(ox + p) * g->cstride + c0, km, mfe_rq16_apply(acc[p], &tl->q));
 }
 
 static inline __attribute__((always_inline)) void dw3_row_sw(int8_t *y, const dw3_geom *g, int32_t wout, int32_t c,
@@ -132,15 +133,12 @@ static inline __attribute__((always_inline)) void dw3_row_sw(int8_t *y, const dw
                                                               const int32_t *shift, int32_t pv, int32_t lo, int32_t hi, const int SW) {
     const __m512i padv = _mm512_set1_epi32(pv);  /* as a sign-extended input byte */
     for (int32_t c0 = 0; c0 < c; c0 += 16) {
-        const int32_t n = c - c0 < 16 ? c - c0 : 16;
-        const __mmask16 km = (__mmask16)(n >= 16 ? 0xffff : (1u << n) - 1);
+        const mfe_tile16 tl = mfe_tile16_load(c0, c, bias, mult, shift, lo, hi);
         __m512i w[9];
-        for (int t = 0; t < 9; t++) w[t] = _mm512_maskz_loadu_epi32(km, w32 + (size_t)t * c + c0);
-        const __m512i b = _mm512_maskz_loadu_epi32(km, bias + c0);
-        const mfe_rq16 q = mfe_rq16_load(mult + c0, shift + c0, n, lo, hi);
+        for (int t = 0; t < 9; t++) w[t] = _mm512_maskz_loadu_epi32(tl.km, w32 + (size_t)t * c + c0);
         int32_t ox = 0;
-        for (; ox + 4 <= wout; ox += 4) dw3_pixels(y, g, ox, c0, km, w, b, padv, &q, 4, SW);
-        for (; ox < wout; ox++) dw3_pixels(y, g, ox, c0, km, w, b, padv, &q, 1, SW);
+        for (; ox + 4 <= wout; ox += 4) dw3_pixels(y, g, ox, c0, &tl, w, padv, 4, SW);
+        for (; ox < wout; ox++) dw3_pixels(y, g, ox, c0, &tl, w, padv, 1, SW);
     }
 }
 #else

@@ -106,7 +106,7 @@ static void affine_pixels__avx2(int8_t *y, const int8_t *x, int64_t np, const in
 #ifdef MFE_ISA_AVX512
     for (int32_t c0 = 0; c0 < C; c0 += 16) {  /* |x mult + bias| < 2^39: exact in int64 lanes */
         const int32_t n = C - c0 < 16 ? C - c0 : 16;
-        const __mmask16 km = (__mmask16)(n >= 16 ? 0xffff : (1u << n) - 1);
+        const __mmask16 km = mfe_mask16(n);
         const mfe_rq16 q = mfe_rq16_load_bias(mult + c0, shift + c0, bias + c0, n, lo, hi);
         for (int64_t p = 0; p < np; p++)
             _mm_mask_storeu_epi8(y + p * C + c0, km,

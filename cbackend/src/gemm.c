@@ -83,7 +83,7 @@ GEMM_KLOOP(1, 1)
         for (int j = 0; j < B; j++) {                                                                  \
             int32_t o0 = (int32_t)(ob + j) * 16, n = cout - o0 < 16 ? cout - o0 : 16;                  \
             mfe_rq16 q = mfe_rq16_load(mult + o0, shift + o0, n, lo, hi);                              \
-            __mmask16 km = (__mmask16)(n >= 16 ? 0xffff : (1u << n) - 1);                              \
+            __mmask16 km = mfe_mask16(n);                              \
             for (int p = 0; p < R && p < np; p++)                                                      \
                 _mm_mask_storeu_epi8(y + (size_t)p * cout + o0, km, mfe_rq16_apply(a[p][j], &q));     \
         }                                                                                              \

@@ -76,12 +76,13 @@ typedef struct {
     int32_t w_in, c, xs;
 } hdw_geom;
 
-static inline __attribute__((always_inline)) void hdw_pixels(int8_t *y, const hdw_geom *g, int32_t ox, int32_t c0, __mmask16 km,
-                                                              const __m512i aw[9], const __mmask16 neg[9], __m512i bias,
-                                                              const mfe_rq16 *q, const int NPIX, const int SW) {
+static inline __attribute__((always_inline)) void hdw_pixels(int8_t *y, const hdw_geom *g, int32_t ox, int32_t c0,
+                                                              const mfe_tile16 *tl, const __m512i aw[9], const __mmask16 neg[9],
+                                                              const int NPIX, const int SW) {
     const __m128i xs = _mm_cvtsi32_si128(g->xs);
+    const __mmask16 km = tl->km;
     __m512i acc[4];
-    for (int p = 0; p < NPIX; p++) acc[p] = bias;
+    for (int p = 0; p < NPIX; p++) acc[p] = tl->bias;
     for (int ky = 0; ky < 3; ky++) {
         const int8_t *row = g->rows[ky];
         if (!row) continue;
@@ -101,26 +102,23 @@ static inline __attribute__((always_inline)) void hdw_pixels(int8_t *y, const hd
             }
         }
     }
-    for (int p = 0; p < NPIX; p++) _mm_mask_storeu_epi8(y + (size_t)(ox + p) * g->c + c0, km, mfe_rq16_apply(acc[p], q));
+    for (int p = 0; p < NPIX; p++) _mm_mask_storeu_epi8(y + (size_t)(ox + p) * g->c + c0, km, mfe_rq16_apply(acc[p], &tl->q));
 }
 
 static inline __attribute__((always_inline)) void hdw_row_sw(int8_t *y, const hdw_geom *g, int32_t wout, const int32_t *w,
                                                               const int32_t *bias, const int32_t *mult, const int32_t *shift,
                                                               int32_t lo, int32_t hi, const int SW) {
     for (int32_t c0 = 0; c0 < g->c; c0 += 16) {
-        const int32_t n = g->c - c0 < 16 ? g->c - c0 : 16;
-        const __mmask16 km = (__mmask16)(n >= 16 ? 0xffff : (1u << n) - 1);
+        const mfe_tile16 tl = mfe_tile16_load(c0, g->c, bias, mult, shift, lo, hi);
         __m512i aw[9];
         __mmask16 neg[9];
         for (int t = 0; t < 9; t++) {
-            __m512i wv = _mm512_maskz_loadu_epi32(km, w + (size_t)t * g->c + c0);
+            __m512i wv = _mm512_maskz_loadu_epi32(tl.km, w + (size_t)t * g->c + c0);
             aw[t] = _mm512_abs_epi32(wv), neg[t] = _mm512_movepi32_mask(wv);
         }
-        const __m512i b = _mm512_maskz_loadu_epi32(km, bias + c0);
-        const mfe_rq16 q = mfe_rq16_load(mult + c0, shift + c0, n, lo, hi);
         int32_t ox = 0;
-        for (; ox + 4 <= wout; ox += 4) hdw_pixels(y, g, ox, c0, km, aw, neg, b, &q, 4, SW);
-        for (; ox < wout; ox++) hdw_pixels(y, g, ox, c0, km, aw, neg, b, &q, 1, SW);
+        for (; ox + 4 <= wout; ox += 4) hdw_pixels(y, g, ox, c0, &tl, aw, neg, 4, SW);
+        for (; ox < wout; ox++) hdw_pixels(y, g, ox, c0, &tl, aw, neg, 1, SW);
     }
 }
 #else

@@ -9,11 +9,14 @@
  * every pixel: int64 lanes for the even channels (the low dword of each qword) and the odd ones. */
 typedef struct { __m512i m_e, m_o, r_e, r_o, s_e, s_o, lo, hi; } mfe_rq16;
 
+/* The lanes of a tile of n channels (n < 16: a channel tail). */
+static inline __mmask16 mfe_mask16(int32_t n) { return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1); }
+
 /* bias (or NULL): added to the product in int64 before the shift (affine's x * mult + bias) */
 static inline mfe_rq16 mfe_rq16_load_bias(const int32_t *mult, const int32_t *shift, const int32_t *bias, int32_t n,
                                           int32_t lo, int32_t hi) {
     const __m512i one = _mm512_set1_epi64(1), low = _mm512_set1_epi64(0xffffffff);
-    const __mmask16 k = n >= 16 ? 0xffff : (__mmask16)((1u << n) - 1);  /* n < 16: a channel tail */
+    const __mmask16 k = mfe_mask16(n);
     __m512i m = _mm512_maskz_loadu_epi32(k, mult), s = _mm512_maskz_loadu_epi32(k, shift);
     mfe_rq16 q;
     q.m_e = m, q.m_o = _mm512_srli_epi64(m, 32);
@@ -31,6 +34,16 @@ static inline mfe_rq16 mfe_rq16_load_bias(const int32_t *mult, const int32_t *sh
 
 static inline mfe_rq16 mfe_rq16_load(const int32_t *mult, const int32_t *shift, int32_t n, int32_t lo, int32_t hi) {
     return mfe_rq16_load_bias(mult, shift, NULL, n, lo, hi);
+}
+
+/* A 16-channel tile of a row kernel (depthwise 3x3, hdw): lanes, int32 bias, requantisation constants. */
+typedef struct { __mmask16 km; __m512i bias; mfe_rq16 q; } mfe_tile16;
+
+static inline mfe_tile16 mfe_tile16_load(int32_t c0, int32_t c, const int32_t *bias, const int32_t *mult,
+                                         const int32_t *shift, int32_t lo, int32_t hi) {
+    const int32_t n = c - c0 < 16 ? c - c0 : 16;
+    mfe_tile16 t = {mfe_mask16(n), _mm512_maskz_loadu_epi32(mfe_mask16(n), bias + c0), mfe_rq16_load(mult + c0, shift + c0, n, lo, hi)};
+    return t;
 }
 
 /* clamp(rshift_round(acc * mult (+ bias), shift), lo, hi) of 16 int32 lanes -> 16 int8 (|acc mult + bias| < 2^62;
