@@ -9,8 +9,8 @@
  * inputs or thresholded coefficients, bounded by 3 * 128 * n^1.5 <= 12,582,912 < 2^24 for n <= 1024 (the
  * Parseval bound of wht.c), and fp32 adds integers below 2^24 exactly. Thresholds are capped at 2^22 as
  * in wht.c (|z| <= 128 n <= 2^17, so the cap changes nothing). The output step floor(v / 2^s + 1/2) is one
- * fmaf (exact where it matters: see out_byte), the clamp is on the float, and floor comes from adding
- * 1.5 * 2^23 rounding down, whose low byte is the int8 result.
+ * fmaf (exact where it matters: see out_byte), a clamp on the float where act_lo/act_hi are narrower
+ * than int8, and one saturating float -> int8 conversion rounding down.
  *
  * Generic kernel (n > 1024, up to 2^14): one block per pixel, int32 in a global scratch row, as wht.c. */
 #include <stdlib.h>
@@ -158,20 +158,65 @@ __device__ __forceinline__ void load_bytes(const int8_t *__restrict__ x, long lo
     }
 }
 
-/* floor(v / 2^s + 1/2) clamped to [lo, hi], as the low byte of a float's bits. The fmaf rounds once; its
+/* floor(t) saturated to [-128, 127]; on the GPU one conversion instruction (F2I.S8.FLOOR) */
+__device__ __forceinline__ int32_t floor_sat8(float t) {
+#if defined(__CUDA_ARCH__) && !defined(MFE_CUDA_EMU)
+    int32_t r;
+    asm("cvt.rmi.sat.s8.f32 %0, %1;" : "=r"(r) : "f"(t));
+    return r;
+#else
+    t = floorf(t);
+    return t < -128.0f ? -128 : t > 127.0f ? 127 : (int32_t)t;
+#endif
+}
+
+/* floor(v / 2^s + 1/2) clamped to [lo, hi] (its low byte is the int8 result). The fmaf rounds once; its
  * floor is still exact: an integer N + 1 can only be reached from below if the spacing of floats near it
  * exceeds 2^(1-s), i.e. |N + 1| >= 2^(24-s); but |v| + 2^(s-1) < 2^24 (|v| < 12.72e6 with the residual),
  * so for s <= 22 every |result| < 2^(24-s), and for s >= 23 the result lies in (-1, 2], whose integers
- * are met exactly. With s = 0 the half is 0 and v passes unchanged. */
+ * are met exactly. With s = 0 the half is 0 and v passes unchanged. CLAMP: [lo, hi] is narrower than
+ * int8's range, so the float is clamped first (the conversion saturates to int8 by itself). */
+template <bool CLAMP>
 __device__ __forceinline__ int32_t out_byte(float v, const wht_args &a) {
     float t = fmaf(v, a.scale, a.half);
-    t = fminf(fmaxf(t, a.flo), a.fhi);
-    return __float_as_int(__fadd_rd(t, 12582912.0f));  /* 1.5 * 2^23 + floor(t): the low byte is floor(t) */
+    if (CLAMP) t = fminf(fmaxf(t, a.flo), a.fhi);
+    return floor_sat8(t);
 }
 
 __device__ __forceinline__ int32_t pack4(int32_t b0, int32_t b1, int32_t b2, int32_t b3) {
     return (int32_t)__byte_perm(__byte_perm((uint32_t)b0, (uint32_t)b1, 0x0040), __byte_perm((uint32_t)b2, (uint32_t)b3, 0x0040),
                                 0x5410);
+}
+
+/* The A layout's 32 values of block blk -> int8 outputs: 16-byte stores where cout == n, else bytes */
+template <bool VOUT, bool CLAMP>
+__device__ __forceinline__ void store_out(const float v[32], int8_t *__restrict__ y, long long blk, int32_t lane,
+                                          const wht_args &a, long long npix) {
+    const long long p0 = blk << (10 - a.k);
+    if (VOUT) {
+#pragma unroll
+        for (int j = 0; j < 2; j++) {
+            const int32_t o = 512 * j + 16 * lane;
+            if (p0 + (o >> a.k) < npix) {
+                int32_t w[4];
+#pragma unroll
+                for (int q = 0; q < 4; q++) {
+                    const float *u = v + 16 * j + 4 * q;
+                    w[q] = pack4(out_byte<CLAMP>(u[0], a), out_byte<CLAMP>(u[1], a), out_byte<CLAMP>(u[2], a),
+                                 out_byte<CLAMP>(u[3], a));
+                }
+                *(int4 *)(y + (blk << 10) + o) = make_int4(w[0], w[1], w[2], w[3]);
+            }
+        }
+    } else {
+        int8_t *yb = y + (size_t)p0 * a.cout;
+        const int32_t np = pixels_in(blk, a.k, npix);
+#pragma unroll
+        for (int r = 0; r < 32; r++) {
+            const int32_t i = idx_a(lane, r), e = i & (a.n - 1), q = i >> a.k;
+            if (q < np && e < a.cout) yb[q * a.cout + e] = (int8_t)out_byte<CLAMP>(v[r], a);
+        }
+    }
 }
 
 /* K10: n = 1024 (one pixel per warp, every stage runs): the compiler sees k = 10 and drops the branches */
@@ -247,30 +292,8 @@ __global__ void __launch_bounds__(32 * WARPS) wht_fast(const int8_t *__restrict_
 #pragma unroll
             for (int r = 0; r < 32; r++) v[r] = fmaf(xr[r], a.fres, v[r]);  /* exact: integers below 2^24 */
         }
-        const long long p0 = blk << (10 - a.k);
-        if (VOUT) {
-#pragma unroll
-            for (int j = 0; j < 2; j++) {
-                const int32_t o = 512 * j + 16 * lane;
-                if (p0 + (o >> a.k) < npix) {
-                    int32_t w[4];
-#pragma unroll
-                    for (int q = 0; q < 4; q++) {
-                        const float *u = v + 16 * j + 4 * q;
-                        w[q] = pack4(out_byte(u[0], a), out_byte(u[1], a), out_byte(u[2], a), out_byte(u[3], a));
-                    }
-                    *(int4 *)(y + (blk << 10) + o) = make_int4(w[0], w[1], w[2], w[3]);
-                }
-            }
-        } else {
-            int8_t *yb = y + (size_t)p0 * a.cout;
-            const int32_t np = pixels_in(blk, a.k, npix);
-#pragma unroll
-            for (int r = 0; r < 32; r++) {
-                const int32_t i = idx_a(lane, r), e = i & (a.n - 1), q = i >> a.k;
-                if (q < np && e < a.cout) yb[q * a.cout + e] = (int8_t)out_byte(v[r], a);
-            }
-        }
+        if (a.lo == -128 && a.hi == 127) store_out<VOUT, false>(v, y, blk, lane, a, npix);
+        else store_out<VOUT, true>(v, y, blk, lane, a, npix);
     }
 }
 

@@ -48,7 +48,7 @@ def main(argv: list[str]) -> int:
     (out / "src").mkdir(parents=True, exist_ok=True)
     inc = [f"-I{HERE}", f"-I{ROOT / 'cbackend' / 'include'}", f"-I{ROOT / 'cbackend' / 'src'}", f"-I{CUDA}"]
     cxx = ["g++", "-std=c++14", "-O1", "-g", "-fPIC", "-pthread", "-U_FORTIFY_SOURCE", "-Wall", "-Wextra", "-Wno-unused-parameter",
-           "-Wno-unused-function", "-Wno-unknown-pragmas", "-Wno-clobbered", "-DMFE_CUDA_ARCHS=\"emu\""] + (["-D__CUDA_ARCH__=900"] if dp4a else [])
+           "-Wno-unused-function", "-Wno-unknown-pragmas", "-Wno-clobbered", "-DMFE_CUDA_EMU", "-DMFE_CUDA_ARCHS=\"emu\""] + (["-D__CUDA_ARCH__=900"] if dp4a else [])
     cc = ["gcc", "-std=c11", "-O1", "-g", "-fPIC", "-DMFE_FORCE_SCALAR", "-Wno-unknown-pragmas"]
     jobs = []
     for cu in sorted(CUDA.glob("*.cu")):
