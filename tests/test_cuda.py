@@ -137,6 +137,8 @@ def test_kernels_on_cpu_emulator(variant):
     tail = (p.stdout + p.stderr)[-4000:]
     assert p.returncode == 0, tail
     assert "CPU emulation" in cuda_device_of(env), tail
+    ran = re.search(r"(\d+) passed", tail)
+    assert ran and int(ran.group(1)) >= 50, f"the emulated GPU tests did not run: {tail}"
 
 
 def cuda_device_of(env) -> str:
