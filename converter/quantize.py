@@ -79,10 +79,32 @@ class Quantizer:
         self.scale: dict[int, float] = {-1: 1.0}  # the first conv absorbs 1/(255 std)
 
     def out_scale(self, layer: Layer) -> float:
-        top = self.absmax.get(layer.fx_out, 0.0)
+        top = min(self.absmax.get(layer.fx_out, 0.0), self._useful_range(layer))
         if layer.act is not None:
             top = min(top, layer.act[1])
         return pow2_act_scale(top) if self.mulfree else max(top, 1e-8) / 127
+
+    def _useful_range(self, layer: Layer) -> float:
+        """The largest |value| of this layer's output that its consumers can tell apart; values beyond
+        it may saturate without changing any result, so the int8 step can be finer than the
+        calibrated range allows. hdw's min operator clips x to +-|w|; an affine followed by a
+        clamp only sees, per channel, the x that map inside the clamp (wide WHT outputs before their
+        BatchNorm have channels of very different gain)."""
+        i = self.layers.index(layer)
+        users = [c for c in self.layers if i in c.inputs]
+        if not users:
+            return math.inf
+        tops = []
+        for c in users:
+            if c.kind == "hdw" and c.attrs["op"] == "min":
+                tops.append(float(np.abs(_np(c.weight)).max()))
+            elif c.kind == "affine" and c.act is not None and all(map(math.isfinite, c.act)):
+                a, b = _np(c.scale), _np(c.bias)
+                a = np.where(np.abs(a) < 1e-12, 1e-12, a)
+                tops.append(float(np.abs(np.stack([(c.act[0] - b) / a, (c.act[1] - b) / a])).max()))
+            else:
+                return math.inf
+        return max(tops)
 
     def build(self, meta: dict) -> Graph:
         for i, layer in enumerate(self.layers):
