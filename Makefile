@@ -3,7 +3,7 @@ PYTHON ?= python3
 SRC := $(wildcard cbackend/src/*.c cbackend/src/*.h cbackend/include/*.h) cbackend/build_ffi.py
 BUILT := engine/.built
 
-.PHONY: install deps build test header default-model clean
+.PHONY: install deps build test header default-model every-op-model clean
 
 install: deps build
 
@@ -27,8 +27,13 @@ test: build
 header:
 	$(PYTHON) -m engine.gen_header
 
+# zoo/default.mfe: the converted fmnist-mbv2-wht (needs dataset-fashion-mnist for calibration);
+# zoo/every-op.mfe + the sample images: a random-weight graph through every op, for tests and fuzzing
 default-model: build
-	$(PYTHON) zoo/make_default.py
+	$(PYTHON) cli.py convert zoo/fmnist-mbv2-wht.pt -o zoo/default.mfe --calib fashion-mnist:train:1024
+
+every-op-model: build
+	$(PYTHON) zoo/make_every_op.py
 
 # ARM boards (Jetson Nano): libmfe.so + ABI-mode loader, the static runner mfrun, README, smoke test under qemu
 .PHONY: arm64

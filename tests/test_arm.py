@@ -20,6 +20,7 @@ from engine.ops.wht import smooth_table
 from randgraph import EDGES, images, random_case, weights
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EVERY_OP = os.path.join(ROOT, "zoo", "every-op.mfe")  # small and through every op: quick under qemu
 # (cpu the build is for, kernels): the Jetson Nano build, its scalar twin, and the Orin build (sdot)
 BUILDS = [("cortex-a57", "neon"), ("cortex-a57", "scalar"), ("cortex-a78ae", "neon")]
 
@@ -65,7 +66,7 @@ def test_runner_matches_x86_engine(tc, built, sample):
                          capture_output=True, text=True, cwd=ROOT)
     assert x86.returncode == 0, x86.stderr
     want = json.loads(x86.stdout)
-    arm = qemu_json(tc, built("cortex-a57", "neon")["mfrun"], [cross.DEFAULT_MODEL, sample, "--json"], "cortex-a57")
+    arm = qemu_json(tc, built("cortex-a57", "neon")["mfrun"], [EVERY_OP, sample, "--json"], "cortex-a57")
     assert {"model", "backend", "n", "predictions", "logits_sha256", "isa", "latency_ms", "threads", "batch"} <= set(arm)
     assert arm["isa"] == "neon" and arm["backend"] == "c" and arm["n"] == want["n"] == 300
     assert arm["predictions"] == want["predictions"]
@@ -76,8 +77,8 @@ def test_runner_matches_x86_engine(tc, built, sample):
                                           ("cortex-a57", "scalar", []), ("cortex-a78ae", "neon", ["--threads", "2"])])
 def test_runner_builds_agree(tc, built, sample, cpu, isa, args):
     """Threads, batch size, the scalar build and the dotprod (Orin) build give the same logits."""
-    want = cross.host_logits_sha256(cross.DEFAULT_MODEL, sample)
-    got = qemu_json(tc, built(cpu, isa)["mfrun"], [cross.DEFAULT_MODEL, sample, "--json", *args], cpu)
+    want = cross.host_logits_sha256(EVERY_OP, sample)
+    got = qemu_json(tc, built(cpu, isa)["mfrun"], [EVERY_OP, sample, "--json", *args], cpu)
     assert got["logits_sha256"] == want
     assert got["isa"] == {"scalar": "scalar", "neon": "neon-dotprod" if cpu == "cortex-a78ae" else "neon"}[isa]
 
@@ -88,15 +89,15 @@ def test_runner_inputs_and_errors(tc, built, tmp_path):
     x = np.load(cross.SAMPLE)["images"][:9]
     np.save(tmp_path / "nhw.npy", x[..., 0])
     np.save(tmp_path / "f32.npy", x.astype(np.float32) / 255)
-    want = cross.host_logits_sha256(cross.DEFAULT_MODEL, str(tmp_path / "nhw.npy"))
+    want = cross.host_logits_sha256(EVERY_OP, str(tmp_path / "nhw.npy"))
     for name in ("nhw.npy", "f32.npy"):
-        assert qemu_json(tc, mfrun, [cross.DEFAULT_MODEL, str(tmp_path / name), "--json"], "cortex-a57")["logits_sha256"] == want
+        assert qemu_json(tc, mfrun, [EVERY_OP, str(tmp_path / name), "--json"], "cortex-a57")["logits_sha256"] == want
     np.save(tmp_path / "bad.npy", np.zeros((2, 32, 32, 3), np.uint8))
-    for args, words in [([cross.DEFAULT_MODEL, str(tmp_path / "bad.npy")], "does not match"),
+    for args, words in [([EVERY_OP, str(tmp_path / "bad.npy")], "does not match"),
                         (["missing.mfe", str(tmp_path / "bad.npy")], "missing.mfe"),
-                        ([cross.DEFAULT_MODEL, "nothere.npy"], "cannot read"),
-                        ([cross.DEFAULT_MODEL], "give MODEL and INPUT"),
-                        ([cross.DEFAULT_MODEL, str(tmp_path / "nhw.npy"), "--threads", "0"], "--threads")]:
+                        ([EVERY_OP, "nothere.npy"], "cannot read"),
+                        ([EVERY_OP], "give MODEL and INPUT"),
+                        ([EVERY_OP, str(tmp_path / "nhw.npy"), "--threads", "0"], "--threads")]:
         p = cross.run_qemu(tc, mfrun, args, "cortex-a57")
         lines = p.stderr.strip().splitlines()
         assert p.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], p.stderr
@@ -106,7 +107,7 @@ def test_runner_inputs_and_errors(tc, built, tmp_path):
 
 def test_dotprod_build_needs_armv82(tc, built, sample):
     """The Orin build uses sdot: on a pinned Cortex-A57 it stops with a clear error instead of SIGILL."""
-    p = cross.run_qemu(tc, built("cortex-a78ae", "neon")["mfrun"], [cross.DEFAULT_MODEL, sample], "cortex-a57")
+    p = cross.run_qemu(tc, built("cortex-a78ae", "neon")["mfrun"], [EVERY_OP, sample], "cortex-a57")
     assert p.returncode == 1 and "dot products" in p.stderr and "cortex-a57" in p.stderr
 
 
@@ -224,7 +225,7 @@ def test_abi_loader_on_host(tmp_path, sample):
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)
         sys.modules["engine._mfe_abi"] = mod
-        m = engine.load(cross.DEFAULT_MODEL)
+        m = engine.load(EVERY_OP)
         x = np.load(sample)
         got = NativeModel(m.data, "abi").run(x)
         np.testing.assert_array_equal(got.astype(np.int32).reshape(len(x), -1), m.run(x, "ref"))
@@ -244,14 +245,14 @@ def test_engine_under_aarch64_python(tc, built, sample, tmp_path):
         pytest.skip(str(e))
     app = cross.engine_app(str(tmp_path / "app"), built("cortex-a57", "neon")["libmfe.so"])
     script = ("import hashlib, json, platform, numpy as np, engine\n"
-              f"m = engine.load({cross.DEFAULT_MODEL!r}); x = np.load({sample!r})\n"
+              f"m = engine.load({EVERY_OP!r}); x = np.load({sample!r})\n"
               "l = m.run(x, 'c', threads=2)\n"
               "print(json.dumps({'machine': platform.machine(), 'isa': m.native().isa,\n"
               "  'sha': hashlib.sha256(np.ascontiguousarray(l, dtype='<i4').tobytes()).hexdigest()}))\n")
     p = cross.run_arm_python(tc, root, ["-c", script], cwd=app)
     assert p.returncode == 0, p.stderr[-2000:]
     got = json.loads(p.stdout.strip().splitlines()[-1])
-    assert got == {"machine": "aarch64", "isa": "neon", "sha": cross.host_logits_sha256(cross.DEFAULT_MODEL, sample)}
+    assert got == {"machine": "aarch64", "isa": "neon", "sha": cross.host_logits_sha256(EVERY_OP, sample)}
 
 
 def test_instruction_counts_neon_fwht(tc):

@@ -45,7 +45,7 @@ def test_run_on_npy_and_dataset(tmp_path):
 
 
 def test_inspect_counts():
-    rep = json.loads(cli("inspect", "--json").stdout)
+    rep = json.loads(cli("inspect", os.path.join(ROOT, "zoo", "every-op.mfe"), "--json").stdout)
     ops = {r["op"] for r in rep["layers"]}
     assert {"wht", "hdw", "sumpool", "conv2d", "linear", "add", "avgpool", "clamp", "requantize"} <= ops
     for r in rep["layers"]:

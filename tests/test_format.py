@@ -12,7 +12,7 @@ from engine.gen_header import HEADER, render
 from engine.graph import ModelError
 from randgraph import random_case
 
-DEFAULT = os.path.join(os.path.dirname(__file__), "..", "zoo", "default.mfe")
+EVERY_OP = os.path.join(os.path.dirname(__file__), "..", "zoo", "every-op.mfe")
 
 
 def test_generated_c_header_is_current():
@@ -20,10 +20,10 @@ def test_generated_c_header_is_current():
 
 
 def test_round_trip(tmp_path):
-    g = fmt.load(DEFAULT)
+    g = fmt.load(EVERY_OP)
     path = tmp_path / "m.mfe"
     fmt.save(g, str(path))
-    assert path.read_bytes() == open(DEFAULT, "rb").read()
+    assert path.read_bytes() == open(EVERY_OP, "rb").read()
     assert [f for f in os.listdir(tmp_path)] == ["m.mfe"]  # no temp file left behind
     g2 = fmt.load(str(path))
     for a, b in zip(g.nodes, g2.nodes):
@@ -33,7 +33,7 @@ def test_round_trip(tmp_path):
 
 
 def test_blobs_are_aligned():
-    data = open(DEFAULT, "rb").read()
+    data = open(EVERY_OP, "rb").read()
     nn = struct.unpack_from("<I", data, 68)[0]
     nodes_at = struct.unpack_from("<Q", data, 64 + 32)[0]
     for i in range(nn):
@@ -56,7 +56,7 @@ def both_reject(data: bytes, words: str):
 
 
 def test_damaged_files_rejected_by_both_loaders():
-    good = open(DEFAULT, "rb").read()
+    good = open(EVERY_OP, "rb").read()
     both_reject(good[:40], "too short")
     both_reject(b"NOTMODEL" + good[8:], "magic")
     both_reject(good[:-10], "size")

@@ -26,7 +26,7 @@ from engine.graph import Graph, ModelError
 from randgraph import images, random_case
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT = os.path.join(ROOT, "zoo", "default.mfe")
+EVERY_OP = os.path.join(ROOT, "zoo", "every-op.mfe")
 U32, U64 = 2**32 - 1, 2**64 - 1
 
 # ---- crafting files ----
@@ -121,7 +121,7 @@ def conv_graph(h=4, w=4, c=8, **kw) -> Graph:
 
 
 def default_bytes() -> bytes:
-    return open(DEFAULT, "rb").read()
+    return open(EVERY_OP, "rb").read()
 
 
 # ---- the preamble and header ----

@@ -16,12 +16,12 @@ from engine import native
 from engine.builder import GraphBuilder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT = os.path.join(ROOT, "zoo", "default.mfe")
+EVERY_OP = os.path.join(ROOT, "zoo", "every-op.mfe")
 
 
 @pytest.fixture(scope="module")
 def model():
-    return engine.load(DEFAULT)
+    return engine.load(EVERY_OP)
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +115,7 @@ def test_backend_not_built(monkeypatch):
     def missing(name):
         raise ImportError(name)
     monkeypatch.setattr(native.importlib, "import_module", missing)
-    m = engine.load(DEFAULT)
+    m = engine.load(EVERY_OP)
     with pytest.raises(engine.BackendError, match="not built"):
         m.run(np.zeros((1, 28, 28, 1), np.uint8), "c")
     assert m.run(np.zeros((1, 28, 28, 1), np.uint8), "ref").shape == (1, 10)
@@ -138,7 +138,7 @@ def test_model_files(tmp_path):
     (tmp_path / "junk.mfe").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(300))
     with pytest.raises(engine.ModelError, match="magic"):
         engine.load(str(tmp_path / "junk.mfe"))
-    data = bytearray(open(DEFAULT, "rb").read())
+    data = bytearray(open(EVERY_OP, "rb").read())
     data[5000] ^= 0x10
     (tmp_path / "flipped.mfe").write_bytes(bytes(data))
     with pytest.raises(engine.ModelError, match="checksum.*offset 24"):
@@ -246,7 +246,7 @@ def test_cli_bad_options(capsys, args, words):
 
 def test_cli_bad_model_files(capsys, tmp_path):
     one_line_error(capsys, "No such file", "run", str(tmp_path / "missing.mfe"))
-    data = bytearray(open(DEFAULT, "rb").read())
+    data = bytearray(open(EVERY_OP, "rb").read())
     (tmp_path / "cut.mfe").write_bytes(bytes(data[:3000]))
     one_line_error(capsys, "truncated", "run", str(tmp_path / "cut.mfe"))
     data[4000] ^= 1

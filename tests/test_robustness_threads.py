@@ -15,7 +15,7 @@ from engine.builder import GraphBuilder
 from randgraph import images
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT = os.path.join(ROOT, "zoo", "default.mfe")
+EVERY_OP = os.path.join(ROOT, "zoo", "every-op.mfe")
 
 
 def run_threads(n: int, target) -> list:
@@ -37,7 +37,7 @@ def run_threads(n: int, target) -> list:
 
 
 def test_one_model_many_python_threads():
-    m = engine.load(DEFAULT)
+    m = engine.load(EVERY_OP)
     rng = np.random.default_rng(0)
     batches = [images(rng, int(rng.integers(1, 40)), (28, 28, 1), "random") for _ in range(8)]
     want = [m.run(x, "ref") for x in batches]
@@ -56,7 +56,7 @@ def test_one_model_many_python_threads():
 
 
 def test_first_use_from_many_threads_builds_one_c_model():
-    m = engine.load(DEFAULT)
+    m = engine.load(EVERY_OP)
     x = images(np.random.default_rng(1), 5, (28, 28, 1), "random")
     want = m.run(x, "ref")
     start = threading.Barrier(6)
@@ -74,7 +74,7 @@ def test_first_use_from_many_threads_builds_one_c_model():
 
 @pytest.mark.parametrize("backend", ["c", "c-scalar"])
 def test_c_threads_match_one_thread(backend):
-    m = engine.load(DEFAULT)
+    m = engine.load(EVERY_OP)
     x = images(np.random.default_rng(2), 37, (28, 28, 1), "random")
     want = m.run(x, backend, threads=1)
     np.testing.assert_array_equal(want, m.run(x, "ref"))

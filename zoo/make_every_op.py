@@ -1,7 +1,8 @@
-"""Write zoo/fashion-mnist-sample.npz (test images with labels) and zoo/default.mfe: a random-weight
-integer graph that uses every op, a stand-in default until the converter ships a trained one.
+"""Write zoo/fashion-mnist-sample.npz (test images with labels) and zoo/every-op.mfe: a small
+random-weight integer graph that uses every op (the tests' and the fuzzer's model; the default model,
+zoo/default.mfe, is the converted fmnist-mbv2-wht: `make default-model`).
 
-    python zoo/make_default.py
+    python zoo/make_every_op.py
 """
 from __future__ import annotations
 
@@ -69,7 +70,7 @@ def build(calib: np.ndarray):
     t = b.add("requantize", t, mult=1 << 30, shift=31, name="rescale")
     t = calibrated(b, x, "avgpool", t, name="pool")
     b.add("linear", t, out_dtype="int32", cout=10, weight=w(10, 24), bias=np.zeros(10), name="classifier")
-    return b.build(meta={"producer": "zoo/make_default.py", "weights": "random (a stand-in, not trained)",
+    return b.build(meta={"producer": "zoo/make_every_op.py", "weights": "random (every op, not trained)",
                          "classes": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                                      "Sneaker", "Bag", "Ankle boot"]})
 
@@ -77,8 +78,8 @@ def build(calib: np.ndarray):
 def main() -> None:
     zoo = os.path.join(ROOT, "zoo")
     images = write_sample(os.path.join(zoo, "fashion-mnist-sample.npz"))
-    fmt.save(build(images[:64]), os.path.join(zoo, "default.mfe"))
-    print(f"wrote {zoo}/fashion-mnist-sample.npz ({SAMPLE_N} images) and {zoo}/default.mfe")
+    fmt.save(build(images[:64]), os.path.join(zoo, "every-op.mfe"))
+    print(f"wrote {zoo}/fashion-mnist-sample.npz ({SAMPLE_N} images) and {zoo}/every-op.mfe")
 
 
 if __name__ == "__main__":

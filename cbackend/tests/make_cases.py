@@ -27,7 +27,7 @@ from engine.graph import Graph  # noqa: E402
 from engine.ops.wht import smooth_table  # noqa: E402
 from randgraph import EDGES, images, random_case  # noqa: E402
 
-DEFAULT = os.path.join(ROOT, "zoo", "default.mfe")
+EVERY_OP = os.path.join(ROOT, "zoo", "every-op.mfe")
 
 
 def chain(rng: np.random.Generator, h: int = 6, w: int = 5, c: int = 6) -> Graph:
@@ -59,7 +59,7 @@ def zoo_models() -> list[tuple[str, Graph, str]]:
 def graphs(per_op: int = 3, zoo: bool = False) -> list[tuple[str, Graph, str]]:
     """(name, graph, input edge) for every case: the default zoo model (all zoo models with zoo=True),
     every op on random and extreme inputs, small multi-op chains."""
-    out = zoo_models() if zoo else [("zoo_default", fmt.load(DEFAULT), "random")]
+    out = zoo_models() if zoo else [("zoo_every_op", fmt.load(EVERY_OP), "random")]
     for op in sorted(ops.OPS):
         rng = np.random.default_rng(7000 + ops.OPS[op].code)
         for i in range(per_op):
@@ -72,7 +72,7 @@ def graphs(per_op: int = 3, zoo: bool = False) -> list[tuple[str, Graph, str]]:
 
 def damaged() -> list[tuple[str, bytes]]:
     """Files a loader must refuse (resealed, so the checks behind the checksum are reached)."""
-    good = open(DEFAULT, "rb").read()
+    good = open(EVERY_OP, "rb").read()
 
     def reseal(buf: bytearray) -> bytes:
         struct.pack_into("<Q", buf, 16, len(buf))
