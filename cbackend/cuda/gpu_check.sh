@@ -5,22 +5,24 @@
 # (.whl/) if python3 lacks it; the C backend for this python3 (the hash reference; else the numpy
 # reference); `make cuda` for this GPU's architecture (else a carried build/cuda/libmfe_cuda.so);
 # tests/test_cuda.py; `cli.py run --backend cuda --json` against `--backend c` (or ref) on every zoo model;
-# benchmarks/cuda.py; compute-sanitizer memcheck and racecheck on small runs (last: they get what time is left). Logs and bench.json go to
-# $OUT (or build/gpu-check); a summary table is printed last. Needs nothing from the network.
+# benchmarks/cuda.py; compute-sanitizer memcheck and racecheck on small runs (last: they get what time is
+# left). Logs go to $OUT (or build/gpu-check) as 8 files: env.log build.log tests.log hashes.log bench.log
+# bench.json sanitizer.log summary.txt; the summary table is printed last. Needs nothing from the network.
 # Budget: BUDGET_S seconds in all (default 450), so the whole script ends within 8 minutes.
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
 OUT=${OUT:-$ROOT/build/gpu-check}
+TMPD=$(mktemp -d /tmp/mfe-gpu-check.XXXXXX)  # stage logs; each is appended to one of $OUT's 8 files
 mkdir -p "$OUT"
 BUDGET_S=${BUDGET_S:-450}
 START=$(date +%s)
 DEADLINE=$((START + BUDGET_S))
 PY=${PYTHON:-python3}
-export PY OUT PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+export PY OUT TMPD PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 SUMMARY=()
 
-# stage NAME LIMIT_S RESERVE_S CMD...: runs CMD with a timeout of min(LIMIT, time left - RESERVE), log in $OUT/NAME.log
+# stage NAME LIMIT_S RESERVE_S CMD...: runs CMD with a timeout of min(LIMIT, time left - RESERVE), log appended to one of $OUT's files
 stage() {
     local name=$1 limit=$2 reserve=$3; shift 3
     local now left t0 rc
@@ -35,16 +37,19 @@ stage() {
     echo "=== $name (limit ${limit}s)"
     t0=$(date +%s)
     if declare -F "$1" > /dev/null; then  # a shell function: timeout runs it in a child bash
-        timeout -k 5 "$limit" bash -c "$(declare -f "$1"); $*" > "$OUT/$name.log" 2>&1
+        timeout -k 5 "$limit" bash -c "$(declare -f "$1"); $*" > "$TMPD/$name.log" 2>&1
     else
-        timeout -k 5 "$limit" "$@" > "$OUT/$name.log" 2>&1
+        timeout -k 5 "$limit" "$@" > "$TMPD/$name.log" 2>&1
     fi
     rc=$?
-    tail -n 25 "$OUT/$name.log"
+    tail -n 25 "$TMPD/$name.log"
+    local group=$name
+    case $name in wheels|c-build|cuda-build) group=build ;; memcheck|racecheck) group=sanitizer ;; esac
+    { echo "=== $name (rc=$rc)"; cat "$TMPD/$name.log"; } >> "$OUT/$group.log"
     local status=ok
     [ $rc -ne 0 ] && status="FAILED"
     [ $rc -eq 124 ] && status="TIMEOUT"
-    SUMMARY+=("$(printf '%-14s %-8s %5ss  rc=%s  %s' "$name" "$status" $(( $(date +%s) - t0 )) "$rc" "$OUT/$name.log")")
+    SUMMARY+=("$(printf '%-14s %-8s %5ss  rc=%s  %s' "$name" "$status" $(( $(date +%s) - t0 )) "$rc" "$OUT/$group.log")")
     return $rc
 }
 
@@ -83,7 +88,7 @@ elif [ -f build/cuda/libmfe_cuda.so ]; then
 else
     SUMMARY+=("$(printf '%-14s %-8s %5ss  %s' cuda-build "FAILED" 0 "no nvcc and no carried build/cuda/libmfe_cuda.so")")
 fi
-"$PY" -c 'from engine import cuda; print(cuda.build_info()); print(cuda.device_name(0))' 2>&1 | tee "$OUT/device.log"
+"$PY" -c 'from engine import cuda; print(cuda.build_info()); print(cuda.device_name(0))' 2>&1 | tee -a "$OUT/env.log"
 
 # the tests (the GPU ones skip only without a GPU; the build tests compile sm_75 and the plain path too)
 export NVCC=${NVCC:-nvcc} CUDA_ARCH=$ARCH
@@ -93,10 +98,10 @@ stage tests 240 170 "$PY" -m pytest -q -rs -p no:cacheprovider tests/test_cuda.p
 hashes() {
     local bad=0 m a b
     for m in zoo/*.mfe; do
-        a=$("$PY" cli.py run "$m" --backend cuda --json 2>"$OUT/hash-err.txt" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["logits_sha256"])' 2>/dev/null)
-        [ -z "$a" ] && a="(failed: $(head -c 300 "$OUT/hash-err.txt"))"
-        b=$("$PY" cli.py run "$m" --backend "$REF" --json 2>"$OUT/hash-err.txt" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["logits_sha256"])' 2>/dev/null)
-        [ -z "$b" ] && b="(failed: $(head -c 300 "$OUT/hash-err.txt"))"
+        a=$("$PY" cli.py run "$m" --backend cuda --json 2>"$TMPD/hash-err.txt" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["logits_sha256"])' 2>/dev/null)
+        [ -z "$a" ] && a="(failed: $(head -c 300 "$TMPD/hash-err.txt"))"
+        b=$("$PY" cli.py run "$m" --backend "$REF" --json 2>"$TMPD/hash-err.txt" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["logits_sha256"])' 2>/dev/null)
+        [ -z "$b" ] && b="(failed: $(head -c 300 "$TMPD/hash-err.txt"))"
         if [ "$a" = "$b" ]; then echo "same   $m $a"; else echo "DIFFER $m cuda=$a $REF=$b"; bad=1; fi
     done
     return $bad
@@ -108,7 +113,7 @@ stage bench 150 30 "$PY" -m benchmarks.cuda --out "$OUT/bench.json"
 
 # compute-sanitizer on small runs: every op of the zoo's every-op model and a n=1024 WHT, 3 images
 SAN=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -n 1)
-cat > "$OUT/san_run.py" <<'EOF'
+cat > "$TMPD/san_run.py" <<'EOF'
 import glob, sys
 import numpy as np
 sys.path.insert(0, ".")
@@ -131,16 +136,18 @@ for mode in (0, 1):
     print("wht 1024 mode", mode, "ok")
 EOF
 if [ -n "$SAN" ]; then
-    stage memcheck 60 15 "$SAN" --tool memcheck --error-exitcode 9 "$PY" "$OUT/san_run.py"
-    stage racecheck 60 0 "$SAN" --tool racecheck --error-exitcode 9 "$PY" "$OUT/san_run.py"
+    stage memcheck 60 15 "$SAN" --tool memcheck --error-exitcode 9 "$PY" "$TMPD/san_run.py"
+    stage racecheck 60 0 "$SAN" --tool racecheck --error-exitcode 9 "$PY" "$TMPD/san_run.py"
 else
     SUMMARY+=("$(printf '%-14s %-8s %5ss  %s' sanitizer "SKIPPED" 0 "compute-sanitizer not found")")
 fi
 
-echo
-echo "=== summary ($(( $(date +%s) - START ))s; logs in $OUT)"
-for line in "${SUMMARY[@]}"; do echo "$line"; done
-[ -f "$OUT/bench.log" ] && grep -E "^(gpu|  |target|fused|whole)" "$OUT/bench.log" | tail -n 22
-grep -E "passed|failed|error" "$OUT/tests.log" 2>/dev/null | tail -n 1
-grep -E "^(same|DIFFER)" "$OUT/hashes.log" 2>/dev/null
+{
+    echo
+    echo "=== summary ($(( $(date +%s) - START ))s; logs in $OUT)"
+    for line in "${SUMMARY[@]}"; do echo "$line"; done
+    [ -f "$TMPD/bench.log" ] && grep -E "^(gpu|build|  |target|fused|whole)" "$TMPD/bench.log" | tail -n 24
+    grep -E "passed|failed|error" "$TMPD/tests.log" 2>/dev/null | tail -n 1
+    grep -E "^(same|DIFFER)" "$TMPD/hashes.log" 2>/dev/null
+} | tee "$OUT/summary.txt"
 exit 0
