@@ -20,7 +20,10 @@ def row(path: str) -> dict:
     targs = ck.get("train_args", {})
     cmd = ("python cli.py train --arch {arch} --dataset {dataset} --epochs {epochs} "
            "--schedule {schedule} --lr {lr} --batch-size {batch_size} --seed {seed} "
-           "--width {width}{ls}{thr} --threads 1 -o RUN.pt").format(
+           "--width {width}{ls}{thr}{cfg} --device {device} -o RUN.pt").format(
+        cfg="".join(f" --config {k}={v}" for k, v in ck.get("config", {}).items()
+                    if k not in ("in_channels", "num_classes", "width")),
+        device=targs.get("device", "cpu"),
         ls=(f" --label-smoothing {targs['label_smoothing']}"
             if targs.get("label_smoothing") else ""),
         thr=(f" --threshold-lr-scale {targs['threshold_lr_scale']}"
