@@ -165,7 +165,7 @@ def targets(result: dict) -> dict:
                     "mbv2, batch 1")
         ours = _ms(m, "default.mfe", "engine", "b1_t1")
         if ort and ours:
-            out["default_mfe_vs_ort_int8_mbv2"] = _target(ort / ours, ">=", 2, "speed-up of zoo/default.mfe (stand-in) "
+            out["default_mfe_vs_ort_int8_mbv2"] = _target(ort / ours, ">=", 2, "speed-up of zoo/default.mfe (mbv2-wht) "
                                                           "over ONNX Runtime int8 mbv2, batch 1")
         ours = _ms(m, "mbv2", "engine-int8", "b1_t1")
         if ort and ours:
