@@ -24,6 +24,9 @@
 #define WARPS 4         /* warps per block of the fast kernel */
 #define TSTRIDE 36      /* floats per row of a warp's 32 x 32 transpose buffer: 16-byte rows, no bank conflicts */
 #define GEN_THREADS 256
+#define TREP_LOG2_BYTES 6  /* TREP * 4 bytes between entries */
+#define TREP 16         /* copies of the smooth table in shared memory: lanes l and l + 16 share one, so a
+                         * lookup meets at most 2-way bank conflicts (one copy: up to 32-way) */
 
 struct wht_args {
     int32_t n, k, cin, cout, smooth, g, residual, shift, lo, hi;
@@ -49,6 +52,58 @@ __device__ __forceinline__ int32_t threshold1(int32_t z, int32_t t, int32_t smoo
 /* integers below 2^22 in magnitude, exactly, without the conversion unit: 1.5 * 2^23 has ulp 1 */
 __device__ __forceinline__ float i2f(int32_t i) { return __int_as_float(i + 0x4B400000) - 12582912.0f; }
 __device__ __forceinline__ int32_t f2i(float f) { return __float_as_int(__fadd_rn(f, 12582912.0f)) - 0x4B400000; }
+
+/* The smooth table for the fast kernel (cu_prepare_wht): entry i packs code j of wht.c as byte j =
+ * e | neg << 7 (shift e = |code| - 1; code 0 -> e = 31, which shifts any rem < 2^31 to 0) and byte 3 =
+ * the number of negative terms. -(r >> e) = ~(r >> e) + 1, so f = sum_j ((rem >> e_j) ^ m_j) + nneg with
+ * m_j = -neg_j: no branch, no select. */
+__host__ __device__ __forceinline__ uint32_t smooth_entry(int32_t packed) {
+    uint32_t w = 0, nneg = 0;
+    for (int j = 0; j < TERMS; j++) {
+        const int32_t code = (int8_t)(packed >> (8 * j));
+        const uint32_t e = code ? (uint32_t)(code < 0 ? -code : code) - 1 : 31, neg = code < 0;
+        w |= (e | neg << 7) << (8 * j), nneg += neg;
+    }
+    return w | nneg << 24;
+}
+
+/* threshold1 (smooth) of the exact integer v (a float), for |v| <= 2^17 (fast kernel: 128 n, n <= 1024).
+ * tb = T + 0x4B400000 (T <= 2^22), gc = 0x4B400000 >> g. mi = bits of M + |v| = 0x4B400000 + mag, so
+ * rem = max(mi - tb, 0), and mi >> g = gc + (mag >> g): 0x4B400000 has 22 low zero bits and mag < 2^22,
+ * so the add carries nothing into the bits the shift keeps (g >= 22: both sides give gc, mag >> g = 0).
+ * tab: this lane's copy (entries TREP words apart). */
+/* ~0 if bit 7 of byte J of w is set, else 0: one PRMT replicating the byte's sign on the GPU */
+template <int J>
+__device__ __forceinline__ uint32_t byte_sign(uint32_t w) {
+#if defined(__CUDA_ARCH__) && !defined(MFE_CUDA_EMU)
+    uint32_t r;
+    asm("prmt.b32 %0, %1, 0, %2;" : "=r"(r) : "r"(w), "n"(0x8888 + 0x1111 * J));
+    return r;
+#else
+    return (uint32_t)((int32_t)(int8_t)(w >> (8 * J)) >> 7);
+#endif
+}
+
+/* x, opaque to the compiler (which would otherwise rebuild idx * TREP + lane % TREP in three instructions
+ * instead of one LEA onto this lane's base) */
+__device__ __forceinline__ int32_t opaque(int32_t x) {
+#if defined(__CUDA_ARCH__) && !defined(MFE_CUDA_EMU)
+    asm("mov.b32 %0, %1;" : "=r"(x) : "r"(x));
+#endif
+    return x;
+}
+
+__device__ __forceinline__ float smooth1(float v, int32_t tb, int32_t g, int32_t gc, const uint32_t *tab) {
+    const int32_t mi = __float_as_int(__fadd_rn(fabsf(v), 12582912.0f));
+    const int32_t d = mi - tb, rem = d > 0 ? d : 0, q = (mi >> g) - gc, idx = q < TLEN - 1 ? q : TLEN - 1;
+    const uint32_t w = *(const uint32_t *)((const char *)tab + ((uint32_t)idx << TREP_LOG2_BYTES)), r = (uint32_t)rem;
+    const uint32_t t0 = (r >> (w & 31)) ^ byte_sign<0>(w), t1 = (r >> ((w >> 8) & 31)) ^ byte_sign<1>(w),
+                   t2 = (r >> ((w >> 16) & 31)) ^ byte_sign<2>(w);
+    const uint32_t fb = t0 + t1 + t2 + (w >> 24) + 0x4B400000u;  /* the bits of M + f (|f| < 3 * 2^17) */
+    /* z < 0 ? -f : f, as the float's sign bit (f may be negative for an odd table: no copysign) */
+    return __int_as_float(__float_as_int(__fsub_rn(__int_as_float((int32_t)fb), 12582912.0f)) ^
+                          (__float_as_int(v) & (int32_t)0x80000000));
+}
 
 /* Coefficient index (10 bits: pixel-in-block bits above log2 n, channel bits below) of register r in
  * lane l. A layout: r bits 0-3 = index bits 0-3, r bit 4 = index bit 9, lane = bits 4-8 (each lane's
@@ -223,28 +278,28 @@ __device__ __forceinline__ void store_out(const float v[32], int8_t *__restrict_
 template <bool VIN, bool VOUT, bool SMOOTH, bool RES, bool K10>
 __global__ void __launch_bounds__(32 * WARPS) wht_fast(const int8_t *__restrict__ x, int8_t *__restrict__ y, long long npix,
                                                        const wht_args a_, const int32_t *__restrict__ thresh,
-                                                       const int32_t *__restrict__ codes) {
+                                                       const int32_t *__restrict__ gcodes) {
     wht_args a = a_;
     if (K10) a.k = 10, a.n = 1024;
     __shared__ __align__(16) float tbuf[WARPS][32 * TSTRIDE];
-    __shared__ int32_t table[SMOOTH ? TLEN : 1];
+    __shared__ uint32_t table[SMOOTH ? TLEN * TREP : 1];  /* smooth: entry i's copy for lane l at TREP i + l % TREP */
     const int32_t lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     float *s = tbuf[warp];
     if (SMOOTH) {
-        for (int32_t i = threadIdx.x; i < TLEN; i += blockDim.x) table[i] = codes[i];
+        for (int32_t i = threadIdx.x; i < TLEN * TREP; i += blockDim.x) table[i] = (uint32_t)gcodes[i / TREP];
         __syncthreads();
     }
+    const uint32_t *tlane = (const uint32_t *)((const char *)table + (SMOOTH ? opaque(lane % TREP * 4) : 0));
     /* this lane's thresholds in the B layout (the threshold step's); DC passes: soft with T = 0 is the
-     * identity (z - clamp(z, -0, 0)), smooth keeps a mask */
-    float tf[32];  /* soft: T as a float (T <= 2^22: exact); smooth: T's int32 bits */
-    uint32_t dc = 0;
+     * identity (z - clamp(z, -0, 0)), smooth selects z back (dc_at) */
+    float tf[32];  /* soft: T as a float (T <= 2^22: exact); smooth: the int32 bits of T + 0x4B400000 */
 #pragma unroll
     for (int m = 0; m < 32; m++) {
         const int32_t e = idx_b(lane, m) & (a.n - 1);
         const int32_t t = e ? thresh[e] : 0;
-        tf[m] = SMOOTH ? __int_as_float(t) : (float)t;
-        dc |= (uint32_t)(e == 0) << m;
+        tf[m] = SMOOTH ? __int_as_float(t + 0x4B400000) : (float)t;
     }
+    const int32_t gc = 0x4B400000 >> a.g;  /* smooth: (M + mag) >> g = gc + (mag >> g), see smooth1 */
     const long long nblk = (npix + (1 << (10 - a.k)) - 1) >> (10 - a.k);
     const long long stride = (long long)gridDim.x * WARPS;
     long long blk = (long long)blockIdx.x * WARPS + warp;
@@ -271,8 +326,8 @@ __global__ void __launch_bounds__(32 * WARPS) wht_fast(const int8_t *__restrict_
 #pragma unroll
         for (int m = 0; m < 32; m++) {
             if (SMOOTH) {
-                const int32_t z = f2i(v[m]);
-                v[m] = i2f((dc >> m) & 1 ? z : threshold1(z, __float_as_int(tf[m]), 1, a.g, table));
+                const float u = smooth1(v[m], __float_as_int(tf[m]), a.g, gc, tlane);
+                v[m] = (idx_b(lane, m) & (a.n - 1)) == 0 ? v[m] : u;  /* DC passes (K10: lane 0, m = 0 only) */
             } else {
                 v[m] = __fsub_rn(v[m], fminf(fmaxf(v[m], -tf[m]), tf[m]));
             }
@@ -346,7 +401,7 @@ int cu_prepare_wht(const mfe_cuda_model *cm, int32_t node, cu_node *cn, cu_param
     (void)cm, (void)node;
     int32_t k = 0;
     while ((1 << k) < n) k++;
-    int32_t *t = (int32_t *)calloc((size_t)n + TLEN, sizeof(int32_t)), *codes = t + n;
+    int32_t *t = (int32_t *)calloc((size_t)n + 2 * TLEN, sizeof(int32_t)), *codes = t + n, *gcodes = codes + TLEN;
     if (!t) MFE_FAIL(MFE_ENOMEM, "out of memory");
     const int32_t *src = (const int32_t *)nd->blob[MFE_WHT_B_THRESH];
     for (int32_t s = 0; s < n; s++) {  /* walsh (sequency) s -> natural row bitrev(gray(s)) */
@@ -357,8 +412,9 @@ int cu_prepare_wht(const mfe_cuda_model *cm, int32_t node, cu_node *cn, cu_param
     const int8_t *tab = (const int8_t *)nd->blob[MFE_WHT_B_TABLE];
     for (int j = 0; smooth && j < TERMS; j++)
         for (int i = 0; i < TLEN; i++) codes[i] |= (int32_t)((uint32_t)(uint8_t)tab[j * TLEN + i] << (8 * j));
+    for (int i = 0; smooth && i < TLEN; i++) gcodes[i] = (int32_t)smooth_entry(codes[i]);  /* the fast kernel's */
     int failed = 0;
-    cn->prep_off[0] = cu_params_add(p, t, sizeof(int32_t) * ((size_t)n + TLEN), &failed);
+    cn->prep_off[0] = cu_params_add(p, t, sizeof(int32_t) * ((size_t)n + 2 * TLEN), &failed);
     free(t);
     if (failed) MFE_FAIL(MFE_ENOMEM, "out of memory");
     cn->iarg[0] = n > FAST_MAX_N || (force && force[0] == '1');  /* generic kernel */
@@ -373,7 +429,7 @@ static int launch_fast(const cu_launch *l, const int8_t *x, int8_t *y, long long
     MFE_CU_TRY(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, wht_fast<VIN, VOUT, SMOOTH, RES, K10>, 32 * WARPS, 0));
     const long long blocks = ((npix + (1 << (10 - a.k)) - 1) >> (10 - a.k)), grid = (blocks + WARPS - 1) / WARPS;
     long long cap = (long long)l->cm->dev.sm_count * (per_sm > 0 ? per_sm : 1);
-    wht_fast<VIN, VOUT, SMOOTH, RES, K10><<<(unsigned)(grid < cap ? grid : cap), 32 * WARPS, 0, l->stream>>>(x, y, npix, a, t, t + a.n);
+    wht_fast<VIN, VOUT, SMOOTH, RES, K10><<<(unsigned)(grid < cap ? grid : cap), 32 * WARPS, 0, l->stream>>>(x, y, npix, a, t, t + a.n + TLEN);
     MFE_CU_LAUNCHED("wht (fast)");
     return MFE_OK;
 }
