@@ -53,34 +53,38 @@ __device__ __forceinline__ int32_t threshold1(int32_t z, int32_t t, int32_t smoo
 __device__ __forceinline__ float i2f(int32_t i) { return __int_as_float(i + 0x4B400000) - 12582912.0f; }
 __device__ __forceinline__ int32_t f2i(float f) { return __float_as_int(__fadd_rn(f, 12582912.0f)) - 0x4B400000; }
 
-/* The smooth table for the fast kernel (cu_prepare_wht): entry i packs code j of wht.c as byte j =
- * e | neg << 7 (shift e = |code| - 1; code 0 -> e = 31, which shifts any rem < 2^31 to 0) and byte 3 =
- * the number of negative terms. -(r >> e) = ~(r >> e) + 1, so f = sum_j ((rem >> e_j) ^ m_j) + nneg with
- * m_j = -neg_j: no branch, no select. */
+/* The smooth table for the fast kernel (cu_prepare_wht). Entry i packs term j of wht.c's codes as byte j:
+ * the shift a = e + 5 (e = |code| - 1, capped at 18: rem < 2^17 there, so rem >> 18 = 0; code 0 -> e = 18)
+ * in bits 0-4 and the term's sign in bits 5-7 (111: negative); byte 3 = the number of negative terms. On
+ * R = 32 rem, sign-extending byte j gives s with s & ~31 = 0 or ~31 and s & 31 = a, and
+ * (R ^ (s & ~31)) >> a (arithmetic) = rem >> e, or ~(rem >> e) = -(rem >> e) - 1 for a negative term
+ * (R's five low zero bits make the xor a complement above them; ceil((r + 1) / 2^e) = floor(r / 2^e) + 1),
+ * so f = sum_j t_j + nneg: per term one PRMT, one LOP3, one SHF; no branch, no select. */
 __host__ __device__ __forceinline__ uint32_t smooth_entry(int32_t packed) {
     uint32_t w = 0, nneg = 0;
     for (int j = 0; j < TERMS; j++) {
-        const int32_t code = (int8_t)(packed >> (8 * j));
-        const uint32_t e = code ? (uint32_t)(code < 0 ? -code : code) - 1 : 31, neg = code < 0;
-        w |= (e | neg << 7) << (8 * j), nneg += neg;
+        const int32_t code = (int8_t)(packed >> (8 * j)), e = code ? (code < 0 ? -code : code) - 1 : 18;
+        const uint32_t neg = code < 0;
+        w |= (((uint32_t)(e < 18 ? e : 18) + 5) | (neg ? 0xE0u : 0u)) << (8 * j), nneg += neg;
     }
     return w | nneg << 24;
 }
 
-/* threshold1 (smooth) of the exact integer v (a float), for |v| <= 2^17 (fast kernel: 128 n, n <= 1024).
- * tb = T + 0x4B400000 (T <= 2^22), gc = 0x4B400000 >> g. mi = bits of M + |v| = 0x4B400000 + mag, so
- * rem = max(mi - tb, 0), and mi >> g = gc + (mag >> g): 0x4B400000 has 22 low zero bits and mag < 2^22,
- * so the add carries nothing into the bits the shift keeps (g >= 22: both sides give gc, mag >> g = 0).
- * tab: this lane's copy (entries TREP words apart). */
-/* ~0 if bit 7 of byte J of w is set, else 0: one PRMT replicating the byte's sign on the GPU */
+/* threshold1 (smooth) of the exact integer v (a float), for |v| < 2^17 (fast kernel, every coefficient but
+ * DC: 127 * n / 2 + 128 * n / 2 < 2^17 for n <= 1024; DC's result is discarded). tb = 32 T + 0x4B400000
+ * (T <= 2^22), gs = min(g + 5, 31), gc = 0x4B400000 >> gs. mi = the bits of M + 32 |v| (exact: 32 |v| <
+ * 2^22) = 0x4B400000 + 32 mag, so R = max(mi - tb, 0) = 32 rem, and mi >> gs = gc + (mag >> g): 0x4B400000
+ * has 22 low zero bits and 32 mag < 2^22, so the add carries nothing into the bits the shift keeps (gs >= 22:
+ * both sides give gc; g >= 17 leaves mag >> g = 0). tab: this lane's table copy (entries TREP words apart). */
+/* byte J of w, sign-extended: one PRMT on the GPU (selector: byte J, then its sign replicated) */
 template <int J>
 __device__ __forceinline__ uint32_t byte_sign(uint32_t w) {
 #if defined(__CUDA_ARCH__) && !defined(MFE_CUDA_EMU)
     uint32_t r;
-    asm("prmt.b32 %0, %1, 0, %2;" : "=r"(r) : "r"(w), "n"(0x8888 + 0x1111 * J));
+    asm("prmt.b32 %0, %1, 0, %2;" : "=r"(r) : "r"(w), "n"(0x8880 + 0x1110 * J + J));
     return r;
 #else
-    return (uint32_t)((int32_t)(int8_t)(w >> (8 * J)) >> 7);
+    return (uint32_t)(int32_t)(int8_t)(w >> (8 * J));
 #endif
 }
 
@@ -93,12 +97,14 @@ __device__ __forceinline__ int32_t opaque(int32_t x) {
     return x;
 }
 
-__device__ __forceinline__ float smooth1(float v, int32_t tb, int32_t g, int32_t gc, const uint32_t *tab) {
-    const int32_t mi = __float_as_int(__fadd_rn(fabsf(v), 12582912.0f));
-    const int32_t d = mi - tb, rem = d > 0 ? d : 0, q = (mi >> g) - gc, idx = q < TLEN - 1 ? q : TLEN - 1;
-    const uint32_t w = *(const uint32_t *)((const char *)tab + ((uint32_t)idx << TREP_LOG2_BYTES)), r = (uint32_t)rem;
-    const uint32_t t0 = (r >> (w & 31)) ^ byte_sign<0>(w), t1 = (r >> ((w >> 8) & 31)) ^ byte_sign<1>(w),
-                   t2 = (r >> ((w >> 16) & 31)) ^ byte_sign<2>(w);
+__device__ __forceinline__ float smooth1(float v, int32_t tb, int32_t gs, int32_t gc, const uint32_t *tab) {
+    const int32_t mi = __float_as_int(fmaf(fabsf(v), 32.0f, 12582912.0f));
+    const int32_t d = mi - tb, R = d > 0 ? d : 0, q = (mi >> gs) - gc, idx = q < TLEN - 1 ? q : TLEN - 1;
+    const uint32_t w = *(const uint32_t *)((const char *)tab + ((uint32_t)idx << TREP_LOG2_BYTES));
+    const uint32_t s0 = byte_sign<0>(w), s1 = byte_sign<1>(w), s2 = byte_sign<2>(w);
+    const uint32_t t0 = (uint32_t)((int32_t)((uint32_t)R ^ (s0 & ~31u)) >> (s0 & 31)),
+                   t1 = (uint32_t)((int32_t)((uint32_t)R ^ (s1 & ~31u)) >> (s1 & 31)),
+                   t2 = (uint32_t)((int32_t)((uint32_t)R ^ (s2 & ~31u)) >> (s2 & 31));
     const uint32_t fb = t0 + t1 + t2 + (w >> 24) + 0x4B400000u;  /* the bits of M + f (|f| < 3 * 2^17) */
     /* z < 0 ? -f : f, as the float's sign bit (f may be negative for an odd table: no copysign) */
     return __int_as_float(__float_as_int(__fsub_rn(__int_as_float((int32_t)fb), 12582912.0f)) ^
@@ -292,14 +298,14 @@ __global__ void __launch_bounds__(32 * WARPS) wht_fast(const int8_t *__restrict_
     const uint32_t *tlane = (const uint32_t *)((const char *)table + (SMOOTH ? opaque(lane % TREP * 4) : 0));
     /* this lane's thresholds in the B layout (the threshold step's); DC passes: soft with T = 0 is the
      * identity (z - clamp(z, -0, 0)), smooth selects z back (dc_at) */
-    float tf[32];  /* soft: T as a float (T <= 2^22: exact); smooth: the int32 bits of T + 0x4B400000 */
+    float tf[32];  /* soft: T as a float (T <= 2^22: exact); smooth: the int32 bits of 32 T + 0x4B400000 */
 #pragma unroll
     for (int m = 0; m < 32; m++) {
         const int32_t e = idx_b(lane, m) & (a.n - 1);
         const int32_t t = e ? thresh[e] : 0;
-        tf[m] = SMOOTH ? __int_as_float(t + 0x4B400000) : (float)t;
+        tf[m] = SMOOTH ? __int_as_float(t * 32 + 0x4B400000) : (float)t;
     }
-    const int32_t gc = 0x4B400000 >> a.g;  /* smooth: (M + mag) >> g = gc + (mag >> g), see smooth1 */
+    const int32_t gs = a.g + 5 < 31 ? a.g + 5 : 31, gc = 0x4B400000 >> gs;  /* smooth: see smooth1 */
     const long long nblk = (npix + (1 << (10 - a.k)) - 1) >> (10 - a.k);
     const long long stride = (long long)gridDim.x * WARPS;
     long long blk = (long long)blockIdx.x * WARPS + warp;
@@ -326,7 +332,7 @@ __global__ void __launch_bounds__(32 * WARPS) wht_fast(const int8_t *__restrict_
 #pragma unroll
         for (int m = 0; m < 32; m++) {
             if (SMOOTH) {
-                const float u = smooth1(v[m], __float_as_int(tf[m]), a.g, gc, tlane);
+                const float u = smooth1(v[m], __float_as_int(tf[m]), gs, gc, tlane);
                 v[m] = (idx_b(lane, m) & (a.n - 1)) == 0 ? v[m] : u;  /* DC passes (K10: lane 0, m = 0 only) */
             } else {
                 v[m] = __fsub_rn(v[m], fminf(fmaxf(v[m], -tf[m]), tf[m]));
