@@ -97,6 +97,14 @@ __device__ __forceinline__ int32_t opaque(int32_t x) {
     return x;
 }
 
+/* x, recomputed wherever it is used (asm volatile): keeps a shared-memory read inside the loop */
+__device__ __forceinline__ int32_t opaque_each(int32_t x) {
+#if defined(__CUDA_ARCH__) && !defined(MFE_CUDA_EMU)
+    asm volatile("mov.b32 %0, %1;" : "=r"(x) : "r"(x));
+#endif
+    return x;
+}
+
 __device__ __forceinline__ float smooth1(float v, int32_t tb, int32_t gs, int32_t gc, const uint32_t *tab) {
     const int32_t mi = __float_as_int(fmaf(fabsf(v), 32.0f, 12582912.0f));
     const int32_t d = mi - tb, R = d > 0 ? d : 0, q = (mi >> gs) - gc, idx = q < TLEN - 1 ? q : TLEN - 1;
@@ -288,23 +296,33 @@ __global__ void __launch_bounds__(32 * WARPS) wht_fast(const int8_t *__restrict_
     wht_args a = a_;
     if (K10) a.k = 10, a.n = 1024;
     __shared__ __align__(16) float tbuf[WARPS][32 * TSTRIDE];
+    __shared__ __align__(16) float tsh[SMOOTH ? 4 : 32 * 32];
     __shared__ uint32_t table[SMOOTH ? TLEN * TREP : 1];  /* smooth: entry i's copy for lane l at TREP i + l % TREP */
     const int32_t lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     float *s = tbuf[warp];
-    if (SMOOTH) {
+    if (SMOOTH)  /* the __syncthreads below covers it */
         for (int32_t i = threadIdx.x; i < TLEN * TREP; i += blockDim.x) table[i] = (uint32_t)gcodes[i / TREP];
-        __syncthreads();
-    }
     const uint32_t *tlane = (const uint32_t *)((const char *)table + (SMOOTH ? opaque(lane % TREP * 4) : 0));
-    /* this lane's thresholds in the B layout (the threshold step's); DC passes: soft with T = 0 is the
-     * identity (z - clamp(z, -0, 0)), smooth selects z back (dc_at) */
-    float tf[32];  /* soft: T as a float (T <= 2^22: exact); smooth: the int32 bits of 32 T + 0x4B400000 */
+    /* The thresholds in the B layout (the threshold step's); DC passes: soft with T = 0 is the identity
+     * (z - clamp(z, -0, 0)), smooth selects z back. Soft: T as a float (T <= 2^22: exact), in shared memory,
+     * the same for every warp: lane l's T for register m at float4 (m / 4) * 32 + l, element m % 4, read back
+     * in the loop (8 LDS.128 per pixel) instead of held in 32 registers: 71 registers instead of 95, so 7
+     * blocks per SM instead of 5. Smooth: the int32 bits of 32 T + 0x4B400000, in registers (its table
+     * already limits it to 5 blocks). */
+    float tf[SMOOTH ? 32 : 1];
+    if (SMOOTH) {
 #pragma unroll
-    for (int m = 0; m < 32; m++) {
-        const int32_t e = idx_b(lane, m) & (a.n - 1);
-        const int32_t t = e ? thresh[e] : 0;
-        tf[m] = SMOOTH ? __int_as_float(t * 32 + 0x4B400000) : (float)t;
+        for (int m = 0; m < 32; m++) {
+            const int32_t e = idx_b(lane, m) & (a.n - 1);
+            tf[SMOOTH ? m : 0] = __int_as_float((e ? thresh[e] : 0) * 32 + 0x4B400000);
+        }
+    } else {
+        for (int32_t i = threadIdx.x; i < 32 * 32; i += blockDim.x) {
+            const int32_t l = (i >> 2) & 31, m = ((i >> 7) << 2) | (i & 3), e = idx_b(l, m) & (a.n - 1);
+            tsh[i] = (float)(e ? thresh[e] : 0);
+        }
     }
+    __syncthreads();
     const int32_t gs = a.g + 5 < 31 ? a.g + 5 : 31, gc = 0x4B400000 >> gs;  /* smooth: see smooth1 */
     const long long nblk = (npix + (1 << (10 - a.k)) - 1) >> (10 - a.k);
     const long long stride = (long long)gridDim.x * WARPS;
@@ -329,13 +347,20 @@ __global__ void __launch_bounds__(32 * WARPS) wht_fast(const int8_t *__restrict_
         stages_a(v, a.k, !(VIN && MFE_CUDA_DP4A));
         transpose(v, s, lane);
         stages_b(v, a.k);
+        if (SMOOTH) {
 #pragma unroll
-        for (int m = 0; m < 32; m++) {
-            if (SMOOTH) {
-                const float u = smooth1(v[m], __float_as_int(tf[m]), gs, gc, tlane);
+            for (int m = 0; m < 32; m++) {
+                const float u = smooth1(v[m], __float_as_int(tf[SMOOTH ? m : 0]), gs, gc, tlane);
                 v[m] = (idx_b(lane, m) & (a.n - 1)) == 0 ? v[m] : u;  /* DC passes (K10: lane 0, m = 0 only) */
-            } else {
-                v[m] = __fsub_rn(v[m], fminf(fmaxf(v[m], -tf[m]), tf[m]));
+            }
+        } else {
+            const float4 *trow = (const float4 *)tsh + opaque_each(lane);  /* re-read every block: not hoisted */
+#pragma unroll
+            for (int q = 0; q < 8; q++) {
+                const float4 t4 = trow[32 * q];
+                const float tq[4] = {t4.x, t4.y, t4.z, t4.w};
+#pragma unroll
+                for (int j = 0; j < 4; j++) v[4 * q + j] = __fsub_rn(v[4 * q + j], fminf(fmaxf(v[4 * q + j], -tq[j]), tq[j]));
             }
         }
         stages_b(v, a.k);
