@@ -24,9 +24,11 @@
 #define WARPS 4         /* warps per block of the fast kernel */
 #define TSTRIDE 36      /* floats per row of a warp's 32 x 32 transpose buffer: 16-byte rows, no bank conflicts */
 #define GEN_THREADS 256
-#define TREP_LOG2_BYTES 6  /* TREP * 4 bytes between entries */
-#define TREP 16         /* copies of the smooth table in shared memory: lanes l and l + 16 share one, so a
-                         * lookup meets at most 2-way bank conflicts (one copy: up to 32-way) */
+#define TREP_LOG2_BYTES 5  /* TREP * 4 bytes between entries */
+#define TREP 8          /* copies of the smooth table in shared memory, interleaved: lanes l, l + 8, l + 16,
+                         * l + 24 share copy l % 8, whose entries lie in banks l % 8 + {0, 8, 16, 24}, so a
+                         * lookup meets at most 4-way bank conflicts (one copy: up to 32-way); 8 KB, which
+                         * with 72 registers lets 7 blocks share an SM (16 copies: 16 KB, 6 at most) */
 
 struct wht_args {
     int32_t n, k, cin, cout, smooth, g, residual, shift, lo, hi;
@@ -288,39 +290,32 @@ __device__ __forceinline__ void store_out(const float v[32], int8_t *__restrict_
     }
 }
 
-/* K10: n = 1024 (one pixel per warp, every stage runs): the compiler sees k = 10 and drops the branches */
+/* K10: n = 1024 (one pixel per warp, every stage runs): the compiler sees k = 10 and drops the branches.
+ * Smooth K10 is held to 7 blocks' registers (72, no spills; unbounded it takes 96); soft K10 needs 71-79. */
 template <bool VIN, bool VOUT, bool SMOOTH, bool RES, bool K10>
-__global__ void __launch_bounds__(32 * WARPS) wht_fast(const int8_t *__restrict__ x, int8_t *__restrict__ y, long long npix,
+__global__ void __launch_bounds__(32 * WARPS, SMOOTH && K10 ? 7 : 1) wht_fast(const int8_t *__restrict__ x, int8_t *__restrict__ y, long long npix,
                                                        const wht_args a_, const int32_t *__restrict__ thresh,
                                                        const int32_t *__restrict__ gcodes) {
     wht_args a = a_;
     if (K10) a.k = 10, a.n = 1024;
     __shared__ __align__(16) float tbuf[WARPS][32 * TSTRIDE];
-    __shared__ __align__(16) float tsh[SMOOTH ? 4 : 32 * 32];
+    __shared__ __align__(16) float tsh[32 * 32];
     __shared__ uint32_t table[SMOOTH ? TLEN * TREP : 1];  /* smooth: entry i's copy for lane l at TREP i + l % TREP */
     const int32_t lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     float *s = tbuf[warp];
     if (SMOOTH)  /* the __syncthreads below covers it */
         for (int32_t i = threadIdx.x; i < TLEN * TREP; i += blockDim.x) table[i] = (uint32_t)gcodes[i / TREP];
     const uint32_t *tlane = (const uint32_t *)((const char *)table + (SMOOTH ? opaque(lane % TREP * 4) : 0));
-    /* The thresholds in the B layout (the threshold step's); DC passes: soft with T = 0 is the identity
-     * (z - clamp(z, -0, 0)), smooth selects z back. Soft: T as a float (T <= 2^22: exact), in shared memory,
-     * the same for every warp: lane l's T for register m at float4 (m / 4) * 32 + l, element m % 4, read back
-     * in the loop (8 LDS.128 per pixel) instead of held in 32 registers: 71 registers instead of 95, so 7
-     * blocks per SM instead of 5. Smooth: the int32 bits of 32 T + 0x4B400000, in registers (its table
-     * already limits it to 5 blocks). */
-    float tf[SMOOTH ? 32 : 1];
-    if (SMOOTH) {
-#pragma unroll
-        for (int m = 0; m < 32; m++) {
-            const int32_t e = idx_b(lane, m) & (a.n - 1);
-            tf[SMOOTH ? m : 0] = __int_as_float((e ? thresh[e] : 0) * 32 + 0x4B400000);
-        }
-    } else {
-        for (int32_t i = threadIdx.x; i < 32 * 32; i += blockDim.x) {
-            const int32_t l = (i >> 2) & 31, m = ((i >> 7) << 2) | (i & 3), e = idx_b(l, m) & (a.n - 1);
-            tsh[i] = (float)(e ? thresh[e] : 0);
-        }
+    /* The thresholds in the B layout (the threshold step's), the same for every warp, once per block in
+     * shared memory: lane l's T for register m at float4 (m / 4) * 32 + l, element m % 4 (conflict-free
+     * LDS.128), read back every pixel (8 LDS.128) instead of held in 32 registers: 71-72 registers instead
+     * of 95-96, 7 blocks per SM instead of 5. Soft: T as a float (T <= 2^22: exact); DC has T = 0, which
+     * soft passes unchanged (z - clamp(z, -0, 0)). Smooth: the int32 bits of 32 T + 0x4B400000 (see
+     * smooth1); DC is selected back below. */
+    for (int32_t i = threadIdx.x; i < 32 * 32; i += blockDim.x) {
+        const int32_t l = (i >> 2) & 31, m = ((i >> 7) << 2) | (i & 3), e = idx_b(l, m) & (a.n - 1);
+        const int32_t t = e ? thresh[e] : 0;
+        tsh[i] = SMOOTH ? __int_as_float(t * 32 + 0x4B400000) : (float)t;
     }
     __syncthreads();
     const int32_t gs = a.g + 5 < 31 ? a.g + 5 : 31, gc = 0x4B400000 >> gs;  /* smooth: see smooth1 */
@@ -347,20 +342,22 @@ __global__ void __launch_bounds__(32 * WARPS) wht_fast(const int8_t *__restrict_
         stages_a(v, a.k, !(VIN && MFE_CUDA_DP4A));
         transpose(v, s, lane);
         stages_b(v, a.k);
-        if (SMOOTH) {
-#pragma unroll
-            for (int m = 0; m < 32; m++) {
-                const float u = smooth1(v[m], __float_as_int(tf[SMOOTH ? m : 0]), gs, gc, tlane);
-                v[m] = (idx_b(lane, m) & (a.n - 1)) == 0 ? v[m] : u;  /* DC passes (K10: lane 0, m = 0 only) */
-            }
-        } else {
+        {
             const float4 *trow = (const float4 *)tsh + opaque_each(lane);  /* re-read every block: not hoisted */
 #pragma unroll
             for (int q = 0; q < 8; q++) {
                 const float4 t4 = trow[32 * q];
                 const float tq[4] = {t4.x, t4.y, t4.z, t4.w};
 #pragma unroll
-                for (int j = 0; j < 4; j++) v[4 * q + j] = __fsub_rn(v[4 * q + j], fminf(fmaxf(v[4 * q + j], -tq[j]), tq[j]));
+                for (int j = 0; j < 4; j++) {
+                    const int m = 4 * q + j;
+                    if (SMOOTH) {
+                        const float u = smooth1(v[m], __float_as_int(tq[j]), gs, gc, tlane);
+                        v[m] = (idx_b(lane, m) & (a.n - 1)) == 0 ? v[m] : u;
+                    } else {
+                        v[m] = __fsub_rn(v[m], fminf(fmaxf(v[m], -tq[j]), tq[j]));
+                    }
+                }
             }
         }
         stages_b(v, a.k);
