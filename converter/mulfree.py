@@ -244,3 +244,38 @@ def set_activation_scales(view: fx.GraphModule, scales: dict[str, float] | None)
     for name, mod in view.named_children():
         if isinstance(mod, _Act):
             mod.scale = scales[name[len(_act_name("")):]] if scales else 0.0
+
+
+@torch.no_grad()
+def fold_batchnorm_(model: nn.Module) -> nn.Module:
+    """Move each BatchNorm's running-statistics scale into the conv before it (its statistics become
+    mean 0, var 1 - eps, gamma 1) and a Hadamard depthwise layer's bias into its BatchNorm's shift. The
+    model computes the same in eval mode and converts to the same integer model. Why: with the statistics
+    frozen, a step on a conv weight moves the output by s^2 times as much as a step on the folded weight
+    (s = gamma / sqrt(var + eps), often 10-100), and a Hadamard bias in front of a BatchNorm, dead while
+    batch statistics cancelled it, comes alive with the same gain: fine-tuning diverged at LR 0.01."""
+    from training.layers import HadamardDepthwise
+
+    from . import trace
+    gm = trace.trace(model)
+    mods = dict(gm.named_modules())
+    nodes = {n.name: n for n in gm.graph.nodes}
+    for layer in trace.layers_of(gm):
+        found = [mods[nodes[n].target] for n in layer.nodes if nodes[n].op == "call_module"]
+        head, bns = found[0] if found else None, [m for m in found if isinstance(m, nn.BatchNorm2d)]
+        if len(bns) != 1 or layer.kind not in ("conv", "hdw"):
+            continue
+        bn = bns[0]
+        s, shift = _bn_affine(bn)
+        if isinstance(head, nn.Conv2d):
+            head.weight.mul_(s.view(-1, 1, 1, 1))
+            if head.bias is not None:
+                head.bias.mul_(s)
+            bn.weight.fill_(1.0)
+            bn.running_var.fill_(1.0 - bn.eps)
+            bn.running_mean.zero_()
+            bn.bias.copy_(shift)
+        elif isinstance(head, HadamardDepthwise) and head.bias is not None:
+            bn.bias.add_(s * head.bias)
+            head.bias.zero_()
+    return model

@@ -18,7 +18,13 @@ Optional keys written by ``python cli.py train``: "dataset", "test_images"
 (how many test images test_accuracy was measured on), "params",
 "history" (per-epoch list of dicts), "train_args" (the CLI options),
 "seconds" (training wall time), and for resuming "optimizer", "scheduler",
-"rng".  ``slim()`` drops the resume state and can store fp16.
+"rng".  A run started from another checkpoint records it in train_args["init"]
+and its test accuracy in "init_test_accuracy";
+a ``--finetune-mulfree`` run has train_args["finetune_mulfree"] = True and
+"mulfree_accuracy" (test accuracy of the integer model ``convert --mulfree``
+builds, computed by its float view; also per epoch in "history"); its convs
+hold their BatchNorm scale (those BatchNorms only shift).  ``slim()`` drops the
+resume state and can store fp16.
 """
 from __future__ import annotations
 

@@ -146,7 +146,7 @@ def run(arch: str | None, dataset: str | None = None, epochs: int = 1, output: s
         max_batches: int | None = None, test_limit: int | None = None,
         threshold_lr_scale: float | None = None, struct_lambda: float = 0.0,
         config: dict | None = None, threads: int | None = None,
-        init: str | None = None, mulfree: bool = False,
+        init: str | None = None, mulfree: bool = False, optimizer: str = "sgd",
         progress: bool = True, log=None) -> dict:
     """Train (or resume) and return a summary dict. ``arch`` (and ``dataset``) may be None
     with ``init``: they come from that checkpoint. ``mulfree`` needs ``init`` (or a resume)."""
@@ -213,6 +213,7 @@ def run(arch: str | None, dataset: str | None = None, epochs: int = 1, output: s
         seed = targs.get("seed", seed)
         sgdr_t0, sgdr_mult = targs.get("sgdr_t0", sgdr_t0), targs.get("sgdr_mult", sgdr_mult)
         threshold_lr_scale = targs.get("threshold_lr_scale", threshold_lr_scale)
+        optimizer = targs.get("optimizer", "sgd")
         init, mulfree = targs.get("init", init), targs.get("finetune_mulfree", mulfree)
         norm = state.get("normalization", norm)
         if schedule == "onecycle":
@@ -244,8 +245,13 @@ def run(arch: str | None, dataset: str | None = None, epochs: int = 1, output: s
     steps = math.ceil(len(xtr) / batch_size)
     if max_batches:
         steps = min(steps, max_batches)
-    opt = torch.optim.SGD(_param_groups(model, weight_decay, lr, threshold_lr_scale), lr=lr,
-                          momentum=momentum, nesterov=momentum > 0)
+    groups = _param_groups(model, weight_decay, lr, threshold_lr_scale)
+    if optimizer == "adam":
+        opt = torch.optim.Adam(groups, lr=lr)
+    elif optimizer == "sgd":
+        opt = torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=momentum > 0)
+    else:
+        raise UserError(f"unknown optimizer {optimizer!r} (sgd or adam)")
     sched = _make_scheduler(opt, schedule, epochs, steps, lr, sgdr_t0, sgdr_mult)
     history: list[dict] = []
     start_epoch = 0
@@ -262,9 +268,11 @@ def run(arch: str | None, dataset: str | None = None, epochs: int = 1, output: s
     calibrated = False  # mulfree: whether the view's activation scales fit the current weights
     if mulfree:
         from converter import ConvertError
-        from converter.mulfree import activation_scales, fake_quant, set_activation_scales
+        from converter.mulfree import activation_scales, fake_quant, fold_batchnorm_, set_activation_scales
         try:
             net = fake_quant(model, norm["std"]).to(device)
+            if state is None:
+                fold_batchnorm_(model)
         except ConvertError as e:
             raise UserError(str(e)) from None
 
@@ -286,10 +294,13 @@ def run(arch: str | None, dataset: str | None = None, epochs: int = 1, output: s
                       sgdr_mult=sgdr_mult, label_smoothing=label_smoothing,
                       max_batches=max_batches, test_limit=test_limit,
                       threshold_lr_scale=threshold_lr_scale, struct_lambda=struct_lambda,
-                      device=device, init=init, finetune_mulfree=mulfree)
+                      device=device, init=init, finetune_mulfree=mulfree, optimizer=optimizer)
     n_params = count_params(model)
     acc = state.get("test_accuracy") if state is not None else None
     mf_acc = state.get("mulfree_accuracy") if state is not None else None
+    # the float accuracy the run started from: what a fine-tune is measured against
+    init_acc = state.get("init_test_accuracy") if state is not None else \
+        source.get("test_accuracy") if source is not None else None
     for epoch in range(start_epoch, epochs):
         t0 = time.time()
         net.train()
@@ -356,6 +367,7 @@ def run(arch: str | None, dataset: str | None = None, epochs: int = 1, output: s
             "test_images": len(xte), "epochs": epoch + 1, "params": n_params,
             "history": history, "train_args": train_args,
             **({"mulfree_accuracy": mf_acc} if mulfree else {}),
+            **({"init_test_accuracy": init_acc} if init else {}),
             "seconds": prior_seconds + (time.time() - t_start),
             "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
             "rng": {"seed": seed, "next_epoch": epoch + 1},
