@@ -62,7 +62,7 @@ def qemu_json(tc, prog, args, cpu):
 
 def test_runner_matches_x86_engine(tc, built, sample):
     """mfrun (aarch64, NEON, under qemu -cpu cortex-a57) and `python cli.py run --input X.npy --json` agree."""
-    x86 = subprocess.run([sys.executable, os.path.join(ROOT, "cli.py"), "run", "--input", sample, "--json"],
+    x86 = subprocess.run([sys.executable, os.path.join(ROOT, "cli.py"), "run", EVERY_OP, "--input", sample, "--json"],
                          capture_output=True, text=True, cwd=ROOT)
     assert x86.returncode == 0, x86.stderr
     want = json.loads(x86.stdout)
