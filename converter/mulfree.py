@@ -64,6 +64,7 @@ def _ste(x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
 
 
 def fake_pow2_weights(w: torch.Tensor, per_channel: bool) -> torch.Tensor:
+    """`pow2_weights` as float weights, with a straight-through gradient to w."""
     q, scale = pow2_weights(w.detach(), per_channel)
     return _ste(w, q * scale)
 
@@ -263,7 +264,7 @@ def fold_batchnorm_(model: nn.Module) -> nn.Module:
     for layer in trace.layers_of(gm):
         found = [mods[nodes[n].target] for n in layer.nodes if nodes[n].op == "call_module"]
         head, bns = found[0] if found else None, [m for m in found if isinstance(m, nn.BatchNorm2d)]
-        if len(bns) != 1 or layer.kind not in ("conv", "hdw"):
+        if len(bns) != 1 or layer.kind not in ("conv", "hdw") or not bns[0].affine:
             continue
         bn = bns[0]
         s, shift = _bn_affine(bn)
