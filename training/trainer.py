@@ -269,12 +269,15 @@ def run(arch: str | None, dataset: str | None = None, epochs: int = 1, output: s
     if mulfree:
         from converter import ConvertError
         from converter.mulfree import activation_scales, fake_quant, fold_batchnorm_, set_activation_scales
-        try:
-            net = fake_quant(model, norm["std"]).to(device)
+        try:  # the converter's trace folds on the CPU (a CUDA run failed with mixed devices there)
+            model.cpu()
+            net = fake_quant(model, norm["std"])
             if state is None:
                 fold_batchnorm_(model)
         except ConvertError as e:
             raise UserError(str(e)) from None
+        model.to(device)
+        net.to(device)
 
         def calibrate() -> None:
             set_activation_scales(net, activation_scales(model, xtr[:MULFREE_CALIB], norm["mean"],
