@@ -17,6 +17,12 @@ def _plt():
     return plt
 
 
+def _save(plt, fig, path: str) -> str:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
 def seed_chart(seed: list[dict], path: str) -> str:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(8, 4.5))
@@ -32,10 +38,7 @@ def seed_chart(seed: list[dict], path: str) -> str:
     shape = "x".join(map(str, seed[0]["tensor"]))
     ax.set_title(f"Seed 000's experiment: {shape} tensor")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def growth_chart(growth: dict, path: str) -> str:
@@ -51,10 +54,7 @@ def growth_chart(growth: dict, path: str) -> str:
     ax.set_title(f"Cost against channels, {h}x{w} pixels, {growth['threads']} thread(s)")
     ax.legend()
     ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def models_chart(models: dict, path: str) -> str:
@@ -75,10 +75,7 @@ def models_chart(models: dict, path: str) -> str:
         ax.set_xlabel("ms per image (median, log)")
         ax.set_title(f"batch {b}, {t} thread(s)")
     fig.suptitle("Whole models: our engine (green), ONNX Runtime (orange), PyTorch eager (blue)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def hotspots_chart(hot: dict, path: str) -> str:
@@ -89,10 +86,7 @@ def hotspots_chart(hot: dict, path: str) -> str:
     ax.invert_yaxis()
     ax.set_xlabel("ms (sum over layers of single-op graphs, net of call overhead)")
     ax.set_title(f"Where our {hot['variant']} {hot['model']} spends its time (batch 1, 1 thread)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def write(result: dict, folder: str) -> list[str]:

@@ -55,15 +55,13 @@ def convert(model, calib: np.ndarray, mean: list[float], std: list[float], *, mu
     if mulfree and not isinstance(model, torch.fx.GraphModule):
         from .mulfree import fake_quant
         ranged = fake_quant(model, std)  # the activations the power-of-two weights give (what training saw)
-    batches = list(float_batches(calib, mean, std, float_batch_size(model)))
-    absmax = calibrate.ranges(ranged, [lay.fx_out for lay in layers], batches, percentile, progress)
-    if percentile is None:
-        # a WHT output spreads its inputs' energy over n coefficients and is heavy-tailed: its
-        # max is far above its typical value, so a max-calibrated int8 step drowns most outputs
-        # (mbv2-wht: agreement 93.5% with max, 97.3% with the 99.9th percentile)
-        wht = [lay.fx_out for lay in layers if lay.kind == "wht"]
-        if wht:
-            absmax.update(calibrate.ranges(ranged, wht, batches, WHT_PERCENTILE))
+    # a WHT output spreads its inputs' energy over n coefficients and is heavy-tailed: its max is far
+    # above its typical value, so a max-calibrated int8 step drowns most outputs (mbv2-wht: agreement
+    # 93.5% with max, 97.3% with the 99.9th percentile)
+    wht = {lay.fx_out: WHT_PERCENTILE for lay in layers if lay.kind == "wht"} if percentile is None else {}
+    absmax = calibrate.ranges(ranged, [lay.fx_out for lay in layers],
+                              list(float_batches(calib, mean, std, float_batch_size(model))), percentile, progress,
+                              overrides=wht)
     q = quantize.Quantizer(layers, absmax, tuple(calib.shape[1:]), mean, std, mulfree)
     return q.build({"producer": "converter", "normalization": {"mean": list(mean), "std": list(std)},
                     "mulfree": mulfree, **(meta or {})})

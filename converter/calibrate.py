@@ -41,10 +41,13 @@ class _Recorder(fx.Interpreter):
 
 
 def ranges(gm: fx.GraphModule, names: list[str], batches: list[torch.Tensor], percentile: float | None = None,
-           progress: Callable[[int], None] | None = None) -> dict[str, float]:
-    """Largest |value| (or its percentile) of each named fx node over the batches."""
-    rng = np.random.default_rng(0)
-    stats = {n: _Stats(percentile, rng) for n in names}
+           progress: Callable[[int], None] | None = None,
+           overrides: dict[str, float] | None = None) -> dict[str, float]:
+    """Largest |value| (or its percentile) of each named fx node over the batches; the nodes named in
+    `overrides` take their own percentile (sampled from a generator of their own)."""
+    overrides = overrides or {}
+    rng, own = np.random.default_rng(0), np.random.default_rng(0)
+    stats = {n: _Stats(overrides[n], own) if n in overrides else _Stats(percentile, rng) for n in names}
     rec = _Recorder(gm, stats)
     with torch.no_grad():
         for x in batches:

@@ -14,22 +14,16 @@ import numpy as np
 from .native import BackendError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CDEF = """
-typedef struct mfe_cuda_model mfe_cuda_model;
-int mfe_cuda_device_count(int32_t *count, char *err, size_t errlen);
-int mfe_cuda_device_name(int32_t device, char *name, size_t len, char *err, size_t errlen);
-const char *mfe_cuda_build_info(void);
-int mfe_cuda_load(const void *data, size_t size, int32_t device, mfe_cuda_model **out, char *err, size_t errlen);
-void mfe_cuda_free(mfe_cuda_model *m);
-void mfe_cuda_input_shape(const mfe_cuda_model *m, int32_t hwc[3]);
-void mfe_cuda_output_shape(const mfe_cuda_model *m, int32_t hwc[3], int32_t *dtype);
-const char *mfe_cuda_model_device(const mfe_cuda_model *m);
-int mfe_cuda_run(mfe_cuda_model *m, const uint8_t *input, int32_t n, void *output, char *err, size_t errlen);
-int32_t mfe_cuda_max_batch(const mfe_cuda_model *m);
-int mfe_cuda_time_graph(mfe_cuda_model *m, const uint8_t *input, int32_t n, int32_t warmup, int32_t reps, float *times,
-                        char *err, size_t errlen);
-int mfe_cuda_time_copy(int32_t device, size_t bytes, int32_t warmup, int32_t reps, float *times, char *err, size_t errlen);
-"""
+HEADER = os.path.join(ROOT, "cbackend", "cuda", "mfe_cuda.h")
+
+
+def _cdef() -> str:
+    """The header's extern "C" block: the binding declares exactly what the library exports."""
+    with open(HEADER) as f:
+        text = f.read()
+    return text.split('extern "C" {\n#endif\n', 1)[1].split("#ifdef __cplusplus\n}", 1)[0]
+
+
 EFORMAT = 2
 ERRLEN = 512
 
@@ -54,7 +48,7 @@ def library():
             except ImportError:
                 raise BackendError("the CUDA backend needs the Python package cffi") from None
             ffi = FFI()
-            ffi.cdef(CDEF)
+            ffi.cdef(_cdef())
             try:
                 lib = ffi.dlopen(path)
             except OSError as e:

@@ -105,6 +105,22 @@ static inline unsigned cu_blocks(const cu_device *d, long long work, int per_blo
 
 /* ---- the integer rules, mirrored from cbackend/src/internal.h ---- */
 
+/* Flat output index i over NHWC [n, OH, OW, C] (C fastest) -> image b, row oy, column ox, channel c. */
+struct d_pos {
+    long long b;
+    int32_t oy, ox, c;
+};
+__device__ __forceinline__ d_pos d_nhwc(long long i, int32_t OH, int32_t OW, int32_t C) {
+    d_pos r;
+    long long p = i / C;
+    r.c = (int32_t)(i - p * C);
+    r.ox = (int32_t)(p % OW);
+    long long q = p / OW;
+    r.oy = (int32_t)(q % OH);
+    r.b = q / OH;
+    return r;
+}
+
 __device__ __forceinline__ int8_t d_sat8(long long v, int32_t lo, int32_t hi) {
     return (int8_t)(v < lo ? lo : v > hi ? hi : v);
 }

@@ -187,12 +187,9 @@ __global__ void dw_kernel(const int8_t *__restrict__ x, int8_t *__restrict__ y, 
                           const int8_t *__restrict__ w, const int32_t *__restrict__ bias, const int32_t *__restrict__ mult,
                           const int32_t *__restrict__ shift) {
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (long long)gridDim.x * blockDim.x) {
-        long long p = i / g.C;
-        int32_t c = (int32_t)(i - p * g.C);
-        int32_t ox = (int32_t)(p % g.OW);
-        long long q = p / g.OW;
-        int32_t oy = (int32_t)(q % g.OH);
-        long long b = q / g.OH;
+        d_pos at = d_nhwc(i, g.OH, g.OW, g.C);
+        int32_t c = at.c, ox = at.ox, oy = at.oy;
+        long long b = at.b;
         const int8_t *xb = x + (size_t)b * g.H * g.W * g.C + c;
         int32_t acc = bias[c];
         for (int32_t ky = 0; ky < g.kh; ky++) {

@@ -11,12 +11,9 @@ struct sumpool_geo {
 
 __global__ void sumpool_kernel(const int8_t *__restrict__ x, int8_t *__restrict__ y, long long total, sumpool_geo g) {
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (long long)gridDim.x * blockDim.x) {
-        long long p = i / g.CO;
-        int32_t o = (int32_t)(i - p * g.CO);
-        int32_t ox = (int32_t)(p % g.OW);
-        long long q = p / g.OW;
-        int32_t oy = (int32_t)(q % g.OH);
-        long long b = q / g.OH;
+        d_pos at = d_nhwc(i, g.OH, g.OW, g.CO);
+        int32_t o = at.c, ox = at.ox, oy = at.oy;
+        long long b = at.b;
         const int8_t *xb = x + (size_t)b * g.H * g.W * g.C;
         int32_t s = 0;
         for (int32_t dy = 0; dy < g.kh; dy++) {
