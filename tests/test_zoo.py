@@ -12,6 +12,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.mark.parametrize("name,ops,full_test_accuracy", [
     ("fmnist-mbv2.mfe", {"conv2d", "add", "avgpool", "linear"}, 0.9484),
     ("default.mfe", {"conv2d", "add", "avgpool", "linear", "wht", "hdw", "affine"}, 0.9022),  # mbv2-wht
+    ("fmnist-mbv2-wht-mulfree.mfe", {"conv2d", "add", "avgpool", "linear", "wht", "hdw", "affine"}, 0.8957),
 ])
 def test_converted_model_classifies_the_sample(name, ops, full_test_accuracy):
     m = engine.load(os.path.join(ROOT, "zoo", name))
@@ -20,3 +21,10 @@ def test_converted_model_classifies_the_sample(name, ops, full_test_accuracy):
     assert (logits.argmax(1) == sample["labels"]).mean() > full_test_accuracy - 0.05
     np.testing.assert_array_equal(m.run(sample["images"][:2], "ref"), logits[:2])
     assert {n.op for n in m.graph.nodes} == ops
+
+
+def test_mulfree_model_has_no_multiplies():
+    from engine.inspect import report
+    m = engine.load(os.path.join(ROOT, "zoo", "fmnist-mbv2-wht-mulfree.mfe"))
+    assert report(m.graph)["totals"]["multiplies"] == 0
+    assert report(engine.load(os.path.join(ROOT, "zoo", "default.mfe")).graph)["totals"]["multiplies"] > 0

@@ -30,9 +30,15 @@ def row(path: str) -> dict:
              if targs.get("threshold_lr_scale", 1.0) != 1.0 else ""),
         **{k: targs.get(k) for k in ("arch", "dataset", "epochs", "schedule", "lr",
                                      "batch_size", "seed", "width")})
+    if targs.get("finetune_mulfree"):
+        cmd = (f"python cli.py train --finetune-mulfree {targs['init']} --epochs {targs['epochs']} "
+               f"--batch-size {targs['batch_size']} --label-smoothing {targs['label_smoothing']} "
+               f"--device {targs.get('device', 'cpu')} -o RUN.pt")
     return {"file": os.path.basename(path), "arch": ck["arch"], "params": ops["params"],
             "multiply_free_share": ops["multiply_free_share"], "mul_macs": ops["mul_macs"],
-            "test_accuracy": ck.get("test_accuracy"), "test_images": ck.get("test_images"),
+            # a --finetune-mulfree checkpoint is meant for `convert --mulfree`: its float accuracy is beside the point
+            "test_accuracy": ck.get("mulfree_accuracy") or ck.get("test_accuracy"),
+            "mulfree": "mulfree_accuracy" in ck, "test_images": ck.get("test_images"),
             "epochs": ck.get("epochs"), "planned_epochs": targs.get("epochs"), "command": cmd}
 
 
@@ -42,6 +48,7 @@ def markdown(paths) -> str:
     for p in paths:
         r = row(p)
         acc = "-" if r["test_accuracy"] is None else f"{100 * r['test_accuracy']:.2f}%"
+        acc += " (mulfree view)" if r["mulfree"] else ""
         lines.append(f"| {r['file']} | {r['arch']} | {r['params']:,} | "
                      f"{100 * r['multiply_free_share']:.1f}% | {r['mul_macs'] / 1e6:.1f}M | "
                      f"{acc} | {r['epochs']} / {r['planned_epochs']} | `{r['command']}` |")
