@@ -12,7 +12,7 @@ import numpy as np
 
 from .errors import ConvertError
 
-__all__ = ["ConvertError", "convert", "float_batches", "float_batch_size", "load_source"]
+__all__ = ["ConvertError", "convert", "float_batches", "float_batch_size", "load_source", "traced"]
 
 
 def float_batches(images: np.ndarray, mean, std, batch: int = 128):
@@ -40,17 +40,12 @@ def convert(model, calib: np.ndarray, mean: list[float], std: list[float], *, mu
     """Trace, fold, calibrate on `calib` (uint8 NHWC images) and quantise; returns an engine Graph."""
     import torch
 
-    from . import calibrate, quantize, trace
+    from . import calibrate, quantize
     if calib.ndim != 4 or calib.dtype != np.uint8 or len(calib) == 0:
         raise ConvertError("calibration images must be a non-empty uint8 NHWC array")
     if len(mean) != calib.shape[3] or len(std) != calib.shape[3]:
         raise ConvertError(f"normalisation has {len(mean)} channels, the images {calib.shape[3]}")
-    if not isinstance(model, torch.fx.GraphModule):  # an exported program is already a graph (and in eval)
-        model = trace.decompose_structured(model.eval())
-    gm = trace.trace(model)
-    layers = trace.layers_of(gm)
-    if not layers:
-        raise ConvertError("the model has no layers to convert")
+    model, gm, layers = traced(model)
     ranged = gm
     if mulfree and not isinstance(model, torch.fx.GraphModule):
         from .mulfree import fake_quant
@@ -65,6 +60,21 @@ def convert(model, calib: np.ndarray, mean: list[float], std: list[float], *, mu
     q = quantize.Quantizer(layers, absmax, tuple(calib.shape[1:]), mean, std, mulfree)
     return q.build({"producer": "converter", "normalization": {"mean": list(mean), "std": list(std)},
                     "mulfree": mulfree, **(meta or {})})
+
+
+def traced(model) -> tuple:
+    """(model, fx graph, converter layers) of a module (structured convs decomposed, in eval mode) or of a
+    torch.export program."""
+    import torch
+
+    from . import trace
+    if not isinstance(model, torch.fx.GraphModule):  # an exported program is already a graph (and in eval)
+        model = trace.decompose_structured(model.eval())
+    gm = trace.trace(model)
+    layers = trace.layers_of(gm)
+    if not layers:
+        raise ConvertError("the model has no layers to convert")
+    return model, gm, layers
 
 
 def load_source(path: str):

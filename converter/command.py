@@ -52,17 +52,23 @@ def evaluate(model, graph, images: np.ndarray, labels: np.ndarray, mean, std, th
 @click.option("--eval", "eval_spec", help="Measure float vs integer accuracy on this dataset spec, e.g. fashion-mnist:test.")
 @click.option("--mulfree", is_flag=True, help="Signed power-of-two weights and shift-only requantisation: 0 multiplies.")
 @click.option("--percentile", type=click.FloatRange(50, 100), help="Calibrate ranges to this percentile of |x| (default: max).")
+@click.option("--layer-errors", type=click.IntRange(1, None), metavar="N",
+              help="With --eval: per-layer error of the integer graph against the float model on the first N "
+                   "eval images (numpy reference: slow; 100-300 is plenty).")
 @click.option("--threads", type=click.IntRange(1, 256), default=os.cpu_count() or 1, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def convert(checkpoint: str, output: str, calib: str, eval_spec: str | None, mulfree: bool, percentile: float | None,
-            threads: int, as_json: bool) -> None:
+            layer_errors: int | None, threads: int, as_json: bool) -> None:
     """Convert a PyTorch CHECKPOINT (project checkpoint or pickled nn.Module) into an integer model file.
 
     \b
     Example:
       python cli.py convert zoo/fmnist-mbv2-wht.pt -o wht.mfe --eval fashion-mnist:test
       python cli.py convert model.pt -o m.mfe --calib fashion-mnist:train:1024 --mulfree --json
+      python cli.py convert zoo/fmnist-mbv2-wht.pt -o wht.mfe --eval fashion-mnist:test --layer-errors 200
     """
+    if layer_errors and not eval_spec:
+        raise click.UsageError("--layer-errors needs --eval (the images to measure on)")
     from converter import ConvertError
     from converter import convert as run_convert
     from converter import load_source
@@ -82,6 +88,9 @@ def convert(checkpoint: str, output: str, calib: str, eval_spec: str | None, mul
         if eval_spec:
             images, labels = load_spec(eval_spec)
             result.update(evaluate(model, graph, images, labels, norm["mean"], norm["std"], threads, as_json))
+            if layer_errors:
+                from converter.diagnose import layer_errors as diagnose
+                result["layer_errors"] = diagnose(model, graph, images[:layer_errors], norm["mean"], norm["std"])
     except (ConvertError, ValueError, FileNotFoundError) as e:
         raise click.ClickException(str(e).splitlines()[0]) from None
     if as_json:
@@ -93,6 +102,11 @@ def convert(checkpoint: str, output: str, calib: str, eval_spec: str | None, mul
         click.echo(fmt_row.format(r["name"][:34], r["op"], "x".join(map(str, r["output"])), r["params"], r["multiplies"], r["adds"]))
     click.echo(fmt_row.format("total", "", "", result["params"], result["multiplies"], result["adds"]))
     click.echo(f"wrote {output} ({os.path.getsize(output)} bytes)")
+    if result.get("layer_errors"):
+        click.echo(f"per-layer relative error vs float on {layer_errors} images (end to end, isolated, saturated):")
+        for r in result["layer_errors"]:
+            click.echo(f"  {r['name'][:34]:<34} {r['op']:<8} {r['error']:>7.3f} {r['isolated']:>7.3f} "
+                       f"{100 * r['saturated']:>6.2f}%")
     if eval_spec:
         click.echo(f"float accuracy {100 * result['float_accuracy']:.2f}%, integer accuracy {100 * result['int_accuracy']:.2f}%, "
                    f"agreement {100 * result['agreement']:.2f}% on {result['eval_images']} images")

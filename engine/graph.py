@@ -178,7 +178,11 @@ class Graph:
 
     def run_reference(self, x_int8: np.ndarray) -> np.ndarray:
         """The executable spec: run every node with the numpy reference."""
+        return self.reference_values(x_int8)[self.output % len(self.tensors)]
+
+    def reference_values(self, x_int8: np.ndarray) -> dict[int, np.ndarray]:
+        """Every tensor's value (by tensor index) under the numpy reference."""
         vals = {self.input: x_int8}
         for node in self.nodes:
             vals[node.output] = ops.OPS[node.op].reference(self.view(node), [vals[i] for i in node.inputs])
-        return vals[self.output % len(self.tensors)]
+        return vals

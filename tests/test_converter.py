@@ -139,9 +139,11 @@ def test_cli_convert_checkpoint(tmp_path):
     torch.save(ckpt, tmp_path / "m.pt")
     p = subprocess.run([sys.executable, os.path.join(ROOT, "cli.py"), "convert", str(tmp_path / "m.pt"), "-o",
                         str(tmp_path / "m.mfe"), "--calib", "fashion-mnist:train:64", "--eval", "fashion-mnist:test:200",
-                        "--json"], capture_output=True, text=True)
+                        "--layer-errors", "16", "--json"], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
+    assert [r["name"] for r in out["layer_errors"]] == [r["name"] for r in out["layers"]]
+    assert all(0 <= r["error"] < 1 and 0 <= r["isolated"] < 1 for r in out["layer_errors"])
     for key in ("float_accuracy", "int_accuracy", "agreement", "params", "multiplies", "adds", "layers", "totals"):
         assert key in out
     assert out["eval_images"] == 200 and out["agreement"] > 0.8
@@ -151,6 +153,22 @@ def test_cli_convert_checkpoint(tmp_path):
     bad = subprocess.run([sys.executable, os.path.join(ROOT, "cli.py"), "convert", str(tmp_path / "none.pt"), "-o",
                           str(tmp_path / "x.mfe")], capture_output=True, text=True)
     assert bad.returncode == 1 and bad.stderr.startswith("error: ") and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_layer_errors_point_at_a_broken_layer():
+    """The diagnosis finds the one node whose weights were damaged: its own (isolated) error jumps, the
+    layers before it are untouched, and the first layer's end-to-end error is its isolated error."""
+    from converter.diagnose import layer_errors
+    torch.manual_seed(6)
+    model = randomise_stats(Every())
+    g = convert(model, IMAGES[:64], MEAN, STD)
+    good = layer_errors(model, g, IMAGES[:16], MEAN, STD)
+    assert good[0]["error"] == good[0]["isolated"] and max(r["isolated"] for r in good) < 0.2, good
+    k = next(i for i, n in enumerate(g.nodes) if n.op == "hdw")
+    g.nodes[k].blobs["weight"] = -g.nodes[k].blobs["weight"]
+    bad = layer_errors(model, g, IMAGES[:16], MEAN, STD)
+    j = next(i for i, r in enumerate(bad) if r["name"] == g.nodes[k].name)
+    assert bad[:j] == good[:j] and bad[j]["isolated"] > 0.5 and good[j]["isolated"] < 0.2
 
 
 def test_torch_export_program(tmp_path):
