@@ -41,32 +41,29 @@ def layer_errors(model, graph: Graph, images: np.ndarray, mean: list[float], std
     with torch.no_grad():
         for x in float_batches(images, mean, std, float_batch_size(model)):
             rec.run(x)
-    by_name = {lay.name: lay for lay in layers}
-
-    def float_at(lay) -> np.ndarray:  # NHWC like the graph, the layer's clamp applied
+    flt = {}  # layer name -> its float output, NHWC like the graph, the layer's clamp applied
+    for lay in layers:
         f = np.concatenate(keep[lay.fx_out].parts)
         f = f.transpose(0, 2, 3, 1) if f.ndim == 4 else f
-        return np.clip(f, *lay.act) if lay.act is not None else f
+        flt[lay.name] = np.clip(f, *lay.act) if lay.act is not None else f
 
     x = graph.quantize_input(images)
     vals = graph.reference_values(x)
     producer = {n.output: n for n in graph.nodes}
     rows = []
     for node in graph.nodes:
-        lay = by_name.get(node.name)
-        if lay is None:
+        if node.name not in flt:
             continue
-        f = float_at(lay)
         out = graph.tensors[node.output]
         q = vals[node.output].astype(np.float64) * out.scale
-        f = f.reshape(q.shape)
+        f = flt[node.name].reshape(q.shape)
         inputs = []
         for i in node.inputs:  # the float input where a converted layer made it, else the graph's own value
-            src = by_name.get(producer[i].name) if i in producer else None
-            if src is None:
+            src = producer[i].name if i in producer else None
+            if src not in flt:
                 inputs.append(vals[i])
                 continue
-            fi = float_at(src).reshape(vals[i].shape)
+            fi = flt[src].reshape(vals[i].shape)
             inputs.append(np.clip(np.rint(fi / graph.tensors[i].scale), -128, 127).astype(vals[i].dtype))
         iso = ops.OPS[node.op].reference(graph.view(node), inputs).astype(np.float64) * out.scale
         y = vals[node.output]

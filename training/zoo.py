@@ -13,14 +13,16 @@ from .analysis import op_counts
 from .data import INPUT_SHAPE
 
 
-def row(path: str) -> dict:
-    model, ck = checkpoint.load(path)
-    shape = INPUT_SHAPE.get(ck.get("dataset", "fashion-mnist"), (1, 28, 28))
-    ops = op_counts(model, shape)
+def _command(ck: dict) -> str:
+    """The train command that reproduces checkpoint ck."""
     targs = ck.get("train_args", {})
-    cmd = ("python cli.py train --arch {arch} --dataset {dataset} --epochs {epochs} "
-           "--schedule {schedule} --lr {lr} --batch-size {batch_size} --seed {seed} "
-           "--width {width}{ls}{thr}{cfg} --device {device} -o RUN.pt").format(
+    if targs.get("finetune_mulfree"):
+        return (f"python cli.py train --finetune-mulfree {targs['init']} --epochs {targs['epochs']} "
+                f"--batch-size {targs['batch_size']} --label-smoothing {targs['label_smoothing']} "
+                f"--device {targs.get('device', 'cpu')} -o RUN.pt")
+    return ("python cli.py train --arch {arch} --dataset {dataset} --epochs {epochs} "
+            "--schedule {schedule} --lr {lr} --batch-size {batch_size} --seed {seed} "
+            "--width {width}{ls}{thr}{cfg} --device {device} -o RUN.pt").format(
         cfg="".join(f" --config {k}={v}" for k, v in ck.get("config", {}).items()
                     if k not in ("in_channels", "num_classes", "width")),
         device=targs.get("device", "cpu"),
@@ -30,16 +32,19 @@ def row(path: str) -> dict:
              if targs.get("threshold_lr_scale", 1.0) != 1.0 else ""),
         **{k: targs.get(k) for k in ("arch", "dataset", "epochs", "schedule", "lr",
                                      "batch_size", "seed", "width")})
-    if targs.get("finetune_mulfree"):
-        cmd = (f"python cli.py train --finetune-mulfree {targs['init']} --epochs {targs['epochs']} "
-               f"--batch-size {targs['batch_size']} --label-smoothing {targs['label_smoothing']} "
-               f"--device {targs.get('device', 'cpu')} -o RUN.pt")
+
+
+def row(path: str) -> dict:
+    model, ck = checkpoint.load(path)
+    shape = INPUT_SHAPE.get(ck.get("dataset", "fashion-mnist"), (1, 28, 28))
+    ops = op_counts(model, shape)
+    targs = ck.get("train_args", {})
     return {"file": os.path.basename(path), "arch": ck["arch"], "params": ops["params"],
             "multiply_free_share": ops["multiply_free_share"], "mul_macs": ops["mul_macs"],
             # a --finetune-mulfree checkpoint is meant for `convert --mulfree`: its float accuracy is beside the point
             "test_accuracy": ck.get("mulfree_accuracy") or ck.get("test_accuracy"),
             "mulfree": "mulfree_accuracy" in ck, "test_images": ck.get("test_images"),
-            "epochs": ck.get("epochs"), "planned_epochs": targs.get("epochs"), "command": cmd}
+            "epochs": ck.get("epochs"), "planned_epochs": targs.get("epochs"), "command": _command(ck)}
 
 
 def markdown(paths) -> str:
