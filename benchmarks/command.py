@@ -76,13 +76,9 @@ def bench(as_json: bool, quick: bool, threads: int, plot_dir: str | None, only: 
 
 
 def _arm(quiet: bool) -> dict:
+    from engine import cross
+
     from .common import BenchError, progress
-    try:
-        from engine import cross
-    except ImportError:
-        cross = None
-    if cross is None or not hasattr(cross, "count_instructions"):
-        raise BenchError("--arm is not available yet: engine/cross.py has no count_instructions()")
     progress("arm: counting aarch64 instructions under qemu (NEON and scalar builds; minutes)", quiet)
     try:
         return cross.count_instructions()

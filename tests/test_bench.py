@@ -120,27 +120,6 @@ def test_single_op_graphs_of_a_model():
         assert m.run(rng.integers(0, 256, (2, 6, 6, 4), dtype=np.uint8)).shape[0] == 2
 
 
-def test_arm_without_the_counter_is_a_clear_error(monkeypatch):
-    """--arm wires engine.cross.count_instructions; where that is missing it is one clear error (the counter
-    itself runs qemu for minutes: tests/test_arm.py covers it)."""
-    import types
-
-    import click
-
-    import engine
-    from benchmarks.command import _arm, bench as cmd
-    stub = types.ModuleType("engine.cross")
-    monkeypatch.setitem(sys.modules, "engine.cross", stub)
-    monkeypatch.setattr(engine, "cross", stub, raising=False)
-    with pytest.raises(Exception, match="not available yet"):
-        _arm(quiet=True)
-    with pytest.raises(click.ClickException, match="not available yet"):
-        cmd.main(["--arm", "--only", "seed"], standalone_mode=False)
-    stub.count_instructions = lambda: {"wht_smooth": {"neon": 1, "scalar": 2}}
-    stub.CrossError = RuntimeError
-    assert _arm(quiet=True) == {"wht_smooth": {"neon": 1, "scalar": 2}}
-
-
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
     plots = tmp_path_factory.mktemp("plots")
