@@ -115,7 +115,8 @@ def test_dotprod_build_needs_armv82(tc, built, sample):
 
 def extra_cases(rng: np.random.Generator):
     """Shapes that reach every NEON block size: dense convs with 8/16-wide output blocks and tails, wide
-    sum-pools (the channel-window path), full fused WHT blocks, channels >= 8 for hdw and pooling."""
+    sum-pools (the channel-window path), full fused WHT blocks (split input and output included), channels >= 8
+    for hdw and pooling."""
     for cin, cout, k in [(1, 16, 3), (3, 24, 3), (32, 32, 1), (64, 40, 1), (25, 24, 2), (17, 9, 1), (8, 48, 3)]:
         for edge in ("random", "max", "min", "alternating"):
             h, w = int(rng.integers(3, 7)), int(rng.integers(3, 7))
@@ -132,7 +133,7 @@ def extra_cases(rng: np.random.Generator):
               shift=36, act_lo=-128, act_hi=127)
         yield f"sumpool{c}w{cw}", b.build(), images(rng, 2, (5, 6, c), "random")
     g, table = smooth_table(0.02)
-    for cin, cout, n, res in [(16, 16, 16, 1), (24, 40, 64, 0), (64, 64, 64, 1), (256, 128, 256, 0)]:
+    for cin, cout, n, res in [(16, 16, 16, 1), (24, 40, 64, 0), (64, 64, 64, 1), (256, 128, 256, 0), (40, 40, 64, 1)]:
         for mode in (0, 1):
             b = GraphBuilder((3, 8, cin))
             b.add("wht", 0, cout=cout, n=n, order=mode, mode=mode, residual=res, tshift=g,

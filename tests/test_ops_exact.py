@@ -136,11 +136,12 @@ def test_dense_im2col_shapes(cin, k, stride):
 
 
 @pytest.mark.parametrize("cin,cout,n", [(8, 8, 16), (96, 576, 1024), (576, 96, 1024), (160, 960, 1024), (16, 16, 128),
-                                        (320, 1280, 2048), (40, 8, 64), (1024, 1024, 1024)])
+                                        (320, 1280, 2048), (40, 8, 64), (1024, 1024, 1024), (576, 160, 1024),
+                                        (576, 576, 1024), (40, 40, 64), (136, 136, 256)])
 @pytest.mark.parametrize("pixels", [1, 7, 16, 49])
 def test_wht_fused_shapes(cin, cout, n, pixels):
-    """The SIMD block path: channels in multiples of 8 far below n (the repeated-input and folded-output
-    shortcuts), short pixel blocks (zero-padded copies), both threshold modes, residual."""
+    """The SIMD block path: channels in multiples of 8 far below n or just past n/2 (the repeated or split
+    input and the folded or split output shortcuts), short pixel blocks (zero-padded copies), both threshold modes, residual."""
     from engine.builder import GraphBuilder
     from engine.ops.wht import smooth_table
     rng = np.random.default_rng(cin * 7 + cout * 3 + n + pixels)

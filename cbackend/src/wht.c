@@ -468,20 +468,45 @@ static int32_t span_of(int32_t c, int32_t n) {
     return m < n ? m : n;
 }
 
+/* Coefficient c of H_n x for an x that is zero past cin, read without transforming zeros: either x's
+ * first m rows transformed at m (H_n x repeats them: row j of H_n restricted to the first m columns is
+ * row j mod m of H_m), or, for cin just past n/2, the lower half transformed at n/2 and the rows past
+ * n/2 at hm: coefficient c is lo[c mod n/2] + hi[c mod hm] below n/2 and lo - hi above (same identity). */
+typedef struct { const int32_t *buf; int32_t m, half, hm; } coef_src;  /* hm = 0: no split */
+
+static inline vec coef(const coef_src *s, int32_t c) {
+    if (!s->hm) return V_LD(ROW(s->buf, c & (s->m - 1)));
+    const vec lo = V_LD(ROW(s->buf, c & (s->half - 1))), hi = V_LD(ROW(s->buf, s->half + (c & (s->hm - 1))));
+    return c & s->half ? V_SUB(lo, hi) : V_ADD(lo, hi);
+}
+
+static inline vec thresholded(const coef_src *s, int32_t c, const wht_args *a) {
+    return c ? threshold_vec(coef(s, c), c, a) : coef(s, 0);  /* DC (row 0) passes through */
+}
+
+/* Rows past n/2 that a split (above) needs: the span of those past n/2, when that is under n/2 (else 0). */
+static int32_t split_span(int32_t c, int32_t n) {
+    const int32_t m = c > n / 2 ? span_of(c - n / 2, n / 2) : n / 2;
+    return m < n / 2 ? m : 0;
+}
+
 /* Full blocks with channels in multiples of 8: stages 1-4 ride on the transposes. With cin and cout
  * near n, the top three stages of both transforms are fused with the thresholds (one pass with eight
  * rows in registers), and the other stages run in passes of up to MAX_RADIX rows: n = 1024 sweeps buf
- * 4 times (load, stages 8-64, top, stages 64-8, store) where radix 2 would take 16. Fewer channels than n take shortcuts, exact in integers:
- *   in:  x is zero past m_in = span_of(cin) rows, so H_n x is H_{m_in} x repeated n / m_in times
- *        (row j of H_n restricted to the first m_in columns is row j mod m_in of H_{m_in});
- *   out: the first m_out = span_of(cout) outputs of H_n z' are H_{m_out} applied to z' folded
- *        modulo m_out (sum over the n / m_out blocks), by the same identity transposed.
+ * 4 times (load, stages 8-64, top, stages 64-8, store) where radix 2 would take 16. Fewer channels than n
+ * take shortcuts, exact in integers:
+ *   in:  only the rows of x that can be nonzero are transformed (coef_src above);
+ *   out: the first m_out = span_of(cout) outputs of H_n z' are H_{m_out} applied to z' folded modulo
+ *        m_out (sum over the n / m_out blocks), by the same identity transposed; for cout just past n/2,
+ *        the lower half is H_{n/2}(z'_lo + z'_hi) and the rest H_{n/2}(z'_lo - z'_hi), folded likewise.
  * Every folded or partial sum is a signed sum of a subset of the |z'| terms: inside the same bound. */
 static void wht_fused(const wht_args *a, int32_t *buf, const int8_t *x, int8_t *y) {
     const int32_t n = a->n, half = n / 2, m_in = span_of(a->cin, n), m_out = span_of(a->cout, n);
-    const int shortcut = m_in < n || m_out < n;
+    const coef_src src = {buf, m_in, half, m_in == n ? split_span(a->cin, n) : 0};
+    const int32_t m_up = m_out == n ? split_span(a->cout, n) : 0;  /* > 0: the split output */
+    const int shortcut = m_in < n || m_out < n || src.hm || m_up;
     vec r[8];
-    for (int32_t c = a->cin; c < (shortcut ? m_in : n); c++) memset(ROW(buf, c), 0, sizeof(int32_t) * P);
+    for (int32_t c = a->cin; c < (src.hm ? half + src.hm : shortcut ? m_in : n); c++) memset(ROW(buf, c), 0, sizeof(int32_t) * P);
     for (int32_t c0 = 0; c0 < a->cin; c0 += 8) {
         if (c0 % 64 == 0)  /* the next block's input, a cache line per pixel, while this one computes */
             for (int p = 0; p < P; p++) __builtin_prefetch(x + (size_t)(P + p) * a->cin + c0, 0, 2);
@@ -521,18 +546,32 @@ static void wht_fused(const wht_args *a, int32_t *buf, const int8_t *x, int8_t *
         fwht_stages__simd(buf, n, 8, half);
     } else {
         z = buf + ROWS(n) * P;  /* a second block buffer */
-        fwht_stages__simd(buf, m_in, 8, m_in);
-        const int32_t folds = n / m_out;
-        for (int32_t j = 0; j < m_out; j++) {  /* coefficient j + f m_out reads row (j + f m_out) mod m_in */
-            vec acc = V_LD(ROW(buf, j & (m_in - 1)));
-            if (j) acc = threshold_vec(acc, j, a);  /* DC (row 0) passes through */
-            for (int32_t f = 1; f < folds; f++) {
-                const int32_t c = f * m_out + j;
-                acc = V_ADD(acc, threshold_vec(V_LD(ROW(buf, c & (m_in - 1))), c, a));
-            }
-            V_ST(ROW(z, j), acc);
+        if (src.hm) {
+            fwht_stages__simd(buf, half, 8, half);
+            fwht_stages__simd(ROW(buf, half), src.hm, 8, src.hm);  /* a sub-buffer: half is a multiple of 128, or all rows are below 128 */
+        } else {
+            fwht_stages__simd(buf, m_in, 8, m_in);
         }
-        fwht_stages__simd(z, m_out, 8, m_out);
+        if (m_up) {
+            for (int32_t i = 0; i < m_up; i++) {
+                vec acc = V_SET1(0);
+                for (int32_t j = i; j < half; j += m_up) {
+                    const vec u = thresholded(&src, j, a), v = thresholded(&src, j + half, a);
+                    V_ST(ROW(z, j), V_ADD(u, v));
+                    acc = V_ADD(acc, V_SUB(u, v));
+                }
+                V_ST(ROW(z, half + i), acc);
+            }
+            fwht_stages__simd(z, half, 8, half);
+            fwht_stages__simd(ROW(z, half), m_up, 8, m_up);
+        } else {
+            for (int32_t j = 0; j < m_out; j++) {
+                vec acc = thresholded(&src, j, a);
+                for (int32_t c = j + m_out; c < n; c += m_out) acc = V_ADD(acc, thresholded(&src, c, a));
+                V_ST(ROW(z, j), acc);
+            }
+            fwht_stages__simd(z, m_out, 8, m_out);
+        }
     }
     for (int32_t c0 = 0; c0 < a->cout; c0 += 8) {
         for (int j = 0; j < 8; j++) r[j] = V_LD(ROW(z, c0 + j));
