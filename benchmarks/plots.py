@@ -23,6 +23,7 @@ def _save(plt, fig, path: str) -> str:
     plt.close(fig)
     return path
 
+
 def seed_chart(seed: list[dict], path: str) -> str:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(8, 4.5))

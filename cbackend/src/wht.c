@@ -505,8 +505,9 @@ static void wht_fused(const wht_args *a, int32_t *buf, const int8_t *x, int8_t *
     const coef_src src = {buf, m_in, half, m_in == n ? split_span(a->cin, n) : 0};
     const int32_t m_up = m_out == n ? split_span(a->cout, n) : 0;  /* > 0: the split output */
     const int shortcut = m_in < n || m_out < n || src.hm || m_up;
+    const int32_t rows_in = src.hm ? half + src.hm : shortcut ? m_in : n;  /* the rows the first transform reads */
     vec r[8];
-    for (int32_t c = a->cin; c < (src.hm ? half + src.hm : shortcut ? m_in : n); c++) memset(ROW(buf, c), 0, sizeof(int32_t) * P);
+    for (int32_t c = a->cin; c < rows_in; c++) memset(ROW(buf, c), 0, sizeof(int32_t) * P);
     for (int32_t c0 = 0; c0 < a->cin; c0 += 8) {
         if (c0 % 64 == 0)  /* the next block's input, a cache line per pixel, while this one computes */
             for (int p = 0; p < P; p++) __builtin_prefetch(x + (size_t)(P + p) * a->cin + c0, 0, 2);
