@@ -122,3 +122,35 @@ def test_user_errors_are_click_exceptions(tmp_path):
         assert res.exit_code == 1 and "cuda" in res.output
     res = r.invoke(train, ["--arch", "mbv2", "-o", str(tmp_path / "x.pt"), "--batch-size", "0"])
     assert res.exit_code == 1
+
+
+def test_backbone_frozen_and_distilled(tmp_path):
+    teacher, out = str(tmp_path / "t.pt"), str(tmp_path / "s.pt")
+    assert invoke(["--arch", "mbv2", "--width", "0.5", "--epochs", "1", "-o", teacher]
+                  + SMOKE).exit_code == 0
+    args = ["--arch", "mbv2-wht", "--width", "0.5", "--backbone", teacher, "--distill", "0.5",
+            "--schedule", "sgdr",
+            "-o", out] + SMOKE
+    res = invoke(args + ["--epochs", "1"])
+    assert res.exit_code == 0, res.output
+    res = invoke(args + ["--epochs", "2", "--resume"])   # re-freezes on resume
+    assert res.exit_code == 0, res.output
+    t, s = checkpoint.read(teacher), checkpoint.read(out)
+    assert s["epochs"] == 2 and s["train_args"]["frozen_blocks"] == 13
+    frozen = [k for k in s["state_dict"] if k.startswith(tuple(f"features.{i}." for i in range(13)))]
+    assert frozen and all(torch.equal(s["state_dict"][k].float(), t["state_dict"][k].float())
+                          for k in frozen)    # weights and BatchNorm statistics
+    fresh = checkpoint.read(out)["state_dict"]["features.13.conv.0.T"]
+    assert fresh.abs().sum() > 0
+
+
+def test_backbone_errors(tmp_path):
+    r = CliRunner()
+    res = r.invoke(train, ["--arch", "mbv2", "--distill", "0.3", "-o", str(tmp_path / "x.pt")])
+    assert res.exit_code == 1 and "--distill needs --backbone" in res.output
+    res = r.invoke(train, ["--arch", "resnet20", "--backbone", os.path.join(ROOT, "zoo", "fmnist-mbv2.pt"),
+                           "-o", str(tmp_path / "x.pt")] + SMOKE)
+    assert res.exit_code == 1 and "features" in res.output
+    res = r.invoke(train, ["--arch", "mbv2-wht", "--backbone", str(tmp_path / "none.pt"),
+                           "-o", str(tmp_path / "x.pt")] + SMOKE)
+    assert res.exit_code == 1 and "no such file" in res.output

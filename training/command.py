@@ -70,6 +70,13 @@ Example:
               help="--init CKPT, training through what `convert --mulfree` builds: BatchNorm "
                    "folded and frozen, power-of-two weights and scales (straight-through "
                    "gradients). Recovers the accuracy the mulfree conversion loses.")
+@click.option("--backbone", type=click.Path(dir_okay=False), default=None, metavar="CKPT",
+              help="Copy the leading feature blocks this checkpoint shares with --arch (same "
+                   "names and shapes, e.g. mbv2's first 13 in mbv2-wht) and keep them frozen; "
+                   "only the rest trains.")
+@click.option("--distill", type=float, default=0.0, show_default=True,
+              help="With --backbone: weight in [0, 1) of a distillation loss toward the "
+                   "backbone checkpoint's own logits (temperature 4).")
 @click.option("--threads", type=int, default=None, help="torch CPU threads.")
 @click.option("--max-batches", type=int, default=None,
               help="Limit batches per epoch (smoke tests).")
@@ -79,7 +86,8 @@ Example:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(arch, dataset, data_dir, epochs, output, device, seed, resume, width, batch_size, lr,
           optimizer, momentum, weight_decay, schedule, sgdr_t0, sgdr_mult, label_smoothing,
-          threshold_lr_scale, struct_lambda, config_items, init, finetune_mulfree, threads,
+          threshold_lr_scale, struct_lambda, config_items, init, finetune_mulfree, backbone,
+          distill, threads,
           max_batches, test_limit, as_json, quiet):
     """Train a model and write a checkpoint (state_dict + arch + config +
     normalisation + test accuracy), from scratch or from a checkpoint's weights."""
@@ -117,7 +125,8 @@ def train(arch, dataset, data_dir, epochs, output, device, seed, resume, width, 
                       data_dir=data_dir, max_batches=max_batches, test_limit=test_limit,
                       threshold_lr_scale=threshold_lr_scale, struct_lambda=struct_lambda,
                       config=config, threads=threads, init=init, optimizer=optimizer,
-                      mulfree=finetune_mulfree is not None, progress=not quiet)
+                      mulfree=finetune_mulfree is not None, backbone=backbone,
+                      distill=distill, progress=not quiet)
     except UserError as e:
         raise click.ClickException(str(e)) from None
     if as_json:

@@ -146,8 +146,15 @@ class MobileNetV2(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x):
-        x = self.pool(self.features(x)).flatten(1)
-        return self.classifier(self.dropout(x))
+        return self._classify(self.features(x))
+
+    def forward_from(self, h, start: int):
+        """Logits from ``h``, the output of ``features[:start]`` (a frozen backbone's
+        features computed once and shared, see ``train --backbone``)."""
+        return self._classify(self.features[start:](h))
+
+    def _classify(self, x):
+        return self.classifier(self.dropout(self.pool(x).flatten(1)))
 
 
 class _ShortcutA(nn.Module):

@@ -31,6 +31,8 @@ from .models import build, count_params
 # MULFREE_RECALIBRATE batches and before each evaluation
 MULFREE_CALIB = 512
 MULFREE_RECALIBRATE = 500
+# distillation temperature (Hinton et al.; the KL term is scaled by T^2 to keep its gradient size)
+DISTILL_T = 4.0
 
 
 class UserError(Exception):
@@ -73,6 +75,8 @@ def _param_groups(model: nn.Module, weight_decay: float, lr: float, threshold_lr
     thresholds = {id(m.T) for m in model.modules() if isinstance(m, WHT)}
     decay, no_decay, thr = [], [], []
     for p in model.parameters():
+        if not p.requires_grad:      # a frozen backbone
+            continue
         if id(p) in thresholds:
             thr.append(p)
         elif p.dim() > 1:
@@ -138,6 +142,34 @@ def wht_alive_fraction(model: nn.Module, x: torch.Tensor) -> dict[str, float]:
     return stats
 
 
+def _read_checkpoint(path: str) -> dict:
+    """A user-given checkpoint, or a one-line UserError."""
+    try:
+        return ckpt_mod.read(path)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    except Exception as e:  # noqa: BLE001 - torch.load fails in many ways; one line for the user
+        raise UserError(f"{path}: not a training checkpoint ({str(e).splitlines()[0]})") from None
+
+
+def shared_prefix(model: nn.Module, state_dict: dict) -> int:
+    """How many leading ``model.features`` blocks ``state_dict`` holds with exactly the same
+    names and shapes (e.g. mbv2's first 13 blocks in mbv2-wht)."""
+    feats = getattr(model, "features", None)
+    if not isinstance(feats, nn.Sequential):
+        raise UserError("--backbone needs a model built on a `features` stack (the mbv2 family)")
+    k = 0
+    for i, block in enumerate(feats):
+        own = {f"features.{i}.{n}": v.shape for n, v in block.state_dict().items()}
+        theirs = {n: v.shape for n, v in state_dict.items() if n.startswith(f"features.{i}.")}
+        if not own or own != theirs:
+            break
+        k += 1
+    return k
+
+
 def run(arch: str | None, dataset: str | None = None, epochs: int = 1, output: str = "model.pt",
         device: str = "cpu", seed: int = 0, resume: bool = False, width: float = 1.0,
         batch_size: int = 128, lr: float = 0.1, momentum: float = 0.9,
@@ -147,9 +179,13 @@ def run(arch: str | None, dataset: str | None = None, epochs: int = 1, output: s
         threshold_lr_scale: float | None = None, struct_lambda: float = 0.0,
         config: dict | None = None, threads: int | None = None,
         init: str | None = None, mulfree: bool = False, optimizer: str = "sgd",
+        backbone: str | None = None, distill: float = 0.0,
         progress: bool = True, log=None) -> dict:
     """Train (or resume) and return a summary dict. ``arch`` (and ``dataset``) may be None
-    with ``init``: they come from that checkpoint. ``mulfree`` needs ``init`` (or a resume)."""
+    with ``init``: they come from that checkpoint. ``mulfree`` needs ``init`` (or a resume).
+    ``backbone``: copy the leading ``features`` blocks that checkpoint shares with ``arch``
+    and keep them frozen (weights and BatchNorm statistics); ``distill`` > 0 adds that
+    weight of a distillation loss toward the backbone checkpoint's own logits."""
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     t_start = time.time()
     if device == "cuda" and not torch.cuda.is_available():
@@ -165,14 +201,7 @@ def run(arch: str | None, dataset: str | None = None, epochs: int = 1, output: s
         arch, dataset = arch or state.get("arch"), dataset or state.get("dataset")
     source = None
     if init and state is None:
-        try:
-            source = ckpt_mod.read(init)
-        except FileNotFoundError:
-            raise UserError(f"{init}: no such file") from None
-        except ValueError as e:
-            raise UserError(str(e)) from None
-        except Exception as e:  # noqa: BLE001 - torch.load fails in many ways; one line for the user
-            raise UserError(f"{init}: not a training checkpoint ({str(e).splitlines()[0]})") from None
+        source = _read_checkpoint(init)
         if arch not in (None, source["arch"]):
             raise UserError(f"{init} holds arch {source['arch']!r}, not {arch!r}")
         arch = source["arch"]
@@ -215,6 +244,7 @@ def run(arch: str | None, dataset: str | None = None, epochs: int = 1, output: s
         threshold_lr_scale = targs.get("threshold_lr_scale", threshold_lr_scale)
         optimizer = targs.get("optimizer", "sgd")
         init, mulfree = targs.get("init", init), targs.get("finetune_mulfree", mulfree)
+        backbone, distill = targs.get("backbone"), targs.get("distill", 0.0)
         norm = state.get("normalization", norm)
         if schedule == "onecycle":
             epochs_total = targs.get("epochs", epochs)
@@ -240,6 +270,33 @@ def run(arch: str | None, dataset: str | None = None, epochs: int = 1, output: s
         except RuntimeError as e:
             raise UserError(f"{init}: weights do not fit {arch} {cfg}: "
                             f"{str(e).splitlines()[1].strip()}") from None
+    if not 0.0 <= distill < 1.0:
+        raise UserError("--distill must be in [0, 1)")
+    if distill and not backbone:
+        raise UserError("--distill needs --backbone (the teacher is the backbone checkpoint)")
+    if backbone and mulfree:
+        raise UserError("--backbone and --finetune-mulfree do not combine")
+    frozen, teacher = 0, None
+    if backbone:
+        bsrc = _read_checkpoint(backbone)
+        bsd = {k: (v.float() if torch.is_floating_point(v) else v)
+               for k, v in bsrc["state_dict"].items()}
+        frozen = shared_prefix(model, bsd)
+        if not frozen:
+            raise UserError(f"{backbone} ({bsrc['arch']}) shares no leading features block "
+                            f"with {arch}")
+        if bsrc.get("normalization", norm) != norm:
+            raise UserError(f"{backbone} was trained with another input normalisation")
+        if state is None:
+            model.load_state_dict({k: v for k, v in bsd.items()
+                                   if k.startswith(tuple(f"features.{i}." for i in range(frozen)))},
+                                  strict=False)
+        model.features[:frozen].requires_grad_(False)
+        if distill:
+            teacher = build(bsrc["arch"], **bsrc.get("config", {}))
+            teacher.load_state_dict(bsd)
+            teacher.to(device).eval()
+        log(f"backbone: features[:{frozen}] from {backbone}, frozen")
     model.to(device)
 
     steps = math.ceil(len(xtr) / batch_size)
@@ -297,7 +354,8 @@ def run(arch: str | None, dataset: str | None = None, epochs: int = 1, output: s
                       sgdr_mult=sgdr_mult, label_smoothing=label_smoothing,
                       max_batches=max_batches, test_limit=test_limit,
                       threshold_lr_scale=threshold_lr_scale, struct_lambda=struct_lambda,
-                      device=device, init=init, finetune_mulfree=mulfree, optimizer=optimizer)
+                      device=device, init=init, finetune_mulfree=mulfree, optimizer=optimizer,
+                      backbone=backbone, distill=distill, frozen_blocks=frozen)
     n_params = count_params(model)
     acc = state.get("test_accuracy") if state is not None else None
     mf_acc = state.get("mulfree_accuracy") if state is not None else None
@@ -307,6 +365,8 @@ def run(arch: str | None, dataset: str | None = None, epochs: int = 1, output: s
     for epoch in range(start_epoch, epochs):
         t0 = time.time()
         net.train()
+        if frozen:
+            model.features[:frozen].eval()   # frozen BatchNorm statistics too
         rng = np.random.default_rng([seed, epoch])
         torch.manual_seed(seed * 100003 + epoch)
         order = rng.permutation(len(xtr))
@@ -324,9 +384,20 @@ def run(arch: str | None, dataset: str | None = None, epochs: int = 1, output: s
             imgs = data_mod.augment(xtr[idx], rng, aug["pad"], aug["flip"])
             x = torch.from_numpy(data_mod.normalize(imgs, norm["mean"], norm["std"])).to(device)
             y = torch.from_numpy(ytr[idx]).to(device)
-            out = net(x)
+            if frozen:
+                with torch.no_grad():
+                    h = model.features[:frozen](x)
+                out = model.forward_from(h, frozen)
+            else:
+                out = net(x)
             loss = F.cross_entropy(out, y, label_smoothing=label_smoothing)
             total = loss
+            if teacher is not None:
+                with torch.no_grad():
+                    soft = F.log_softmax(teacher.forward_from(h, frozen) / DISTILL_T, 1)
+                kd = F.kl_div(F.log_softmax(out / DISTILL_T, 1), soft, log_target=True,
+                              reduction="batchmean") * DISTILL_T ** 2
+                total = (1 - distill) * loss + distill * kd
             if struct_mods and struct_lambda:
                 total = total + struct_lambda * sum(m.structural_loss() for m in struct_mods)
             opt.zero_grad(set_to_none=True)
