@@ -57,15 +57,23 @@ def read(path: str) -> dict:
     return ckpt
 
 
+def float_state(ckpt: dict) -> dict:
+    """The checkpoint's state_dict with floating tensors in fp32 (zoo files store fp16)."""
+    return {k: (v.float() if torch.is_floating_point(v) else v)
+            for k, v in ckpt["state_dict"].items()}
+
+
+def model_of(ckpt: dict) -> nn.Module:
+    """The checkpoint's model, rebuilt (fp32, eval mode, CPU)."""
+    model = build(ckpt["arch"], **ckpt.get("config", {}))
+    model.load_state_dict(float_state(ckpt))
+    return model.float().eval()
+
+
 def load(path: str) -> tuple[nn.Module, dict]:
     """Rebuild the model (fp32, eval mode, CPU) and return it with the checkpoint dict."""
     ckpt = read(path)
-    model = build(ckpt["arch"], **ckpt.get("config", {}))
-    sd = {k: (v.float() if torch.is_floating_point(v) else v)
-          for k, v in ckpt["state_dict"].items()}
-    model.load_state_dict(sd)
-    model.float().eval()
-    return model, ckpt
+    return model_of(ckpt), ckpt
 
 
 def slim(ckpt: dict, fp16: bool = True) -> dict:

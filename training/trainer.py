@@ -196,6 +196,12 @@ def run(arch: str | None, dataset: str | None = None, epochs: int = 1, output: s
         torch.backends.cudnn.benchmark = True
     if epochs < 1:
         raise UserError("--epochs must be >= 1")
+    if not 0.0 <= distill < 1.0:
+        raise UserError("--distill must be in [0, 1)")
+    if distill and not backbone:
+        raise UserError("--distill needs --backbone (the teacher is the backbone checkpoint)")
+    if backbone and mulfree:
+        raise UserError("--backbone and --finetune-mulfree do not combine")
     state = ckpt_mod.read(output) if resume and os.path.exists(output) else None
     if state is not None:  # a resumed run keeps its arch and data set
         arch, dataset = arch or state.get("arch"), dataset or state.get("dataset")
@@ -265,22 +271,14 @@ def run(arch: str | None, dataset: str | None = None, epochs: int = 1, output: s
         raise UserError(str(e)) from None
     if source is not None and state is None:
         try:
-            model.load_state_dict({k: (v.float() if torch.is_floating_point(v) else v)
-                                   for k, v in source["state_dict"].items()})
+            model.load_state_dict(ckpt_mod.float_state(source))
         except RuntimeError as e:
             raise UserError(f"{init}: weights do not fit {arch} {cfg}: "
                             f"{str(e).splitlines()[1].strip()}") from None
-    if not 0.0 <= distill < 1.0:
-        raise UserError("--distill must be in [0, 1)")
-    if distill and not backbone:
-        raise UserError("--distill needs --backbone (the teacher is the backbone checkpoint)")
-    if backbone and mulfree:
-        raise UserError("--backbone and --finetune-mulfree do not combine")
     frozen, teacher = 0, None
     if backbone:
         bsrc = _read_checkpoint(backbone)
-        bsd = {k: (v.float() if torch.is_floating_point(v) else v)
-               for k, v in bsrc["state_dict"].items()}
+        bsd = ckpt_mod.float_state(bsrc)
         frozen = shared_prefix(model, bsd)
         if not frozen:
             raise UserError(f"{backbone} ({bsrc['arch']}) shares no leading features block "
@@ -293,9 +291,7 @@ def run(arch: str | None, dataset: str | None = None, epochs: int = 1, output: s
                                   strict=False)
         model.features[:frozen].requires_grad_(False)
         if distill:
-            teacher = build(bsrc["arch"], **bsrc.get("config", {}))
-            teacher.load_state_dict(bsd)
-            teacher.to(device).eval()
+            teacher = ckpt_mod.model_of(bsrc).to(device)
         log(f"backbone: features[:{frozen}] from {backbone}, frozen")
     model.to(device)
 
