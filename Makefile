@@ -3,7 +3,7 @@ PYTHON ?= python3
 SRC := $(wildcard cbackend/src/*.c cbackend/src/*.h cbackend/include/*.h) cbackend/build_ffi.py
 BUILT := engine/.built
 
-.PHONY: install deps build test header default-model mulfree-model every-op-model clean
+.PHONY: install deps build test header default-model mbv2-model mulfree-model every-op-model clean
 
 install: deps build
 
@@ -31,6 +31,9 @@ header:
 # zoo/every-op.mfe + the sample images: a random-weight graph through every op, for tests and fuzzing
 default-model: build
 	$(PYTHON) cli.py convert zoo/fmnist-mbv2-wht.pt -o zoo/default.mfe --calib fashion-mnist:train:1024
+
+mbv2-model: build
+	$(PYTHON) cli.py convert zoo/fmnist-mbv2.pt -o zoo/fmnist-mbv2.mfe --calib fashion-mnist:train:1024
 
 mulfree-model: build
 	$(PYTHON) cli.py convert zoo/fmnist-mbv2-wht-mulfree.pt -o zoo/fmnist-mbv2-wht-mulfree.mfe --mulfree --calib fashion-mnist:train:1024

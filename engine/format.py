@@ -19,7 +19,7 @@ from . import ops
 from .graph import MAX_NODES, MAX_TENSORS, Graph, ModelError, Node, Tensor, check_tensor
 
 MAGIC = b"MFENGINE"
-VERSION = 1
+VERSION = 2  # 2: wht gained scaled, sshift and the scale blob
 ALIGN = 64
 PREAMBLE = struct.Struct("<8sII Q 32s Q")  # magic, version, reserved, file_size, sha256, reserved
 HEADER = struct.Struct("<6I 5Q")  # n_tensors, n_nodes, input, output, zero_point, reserved, 5 offsets/sizes
@@ -121,7 +121,8 @@ def from_bytes(buf: bytes) -> Graph:
     if magic != MAGIC:
         raise ModelError(f"bad magic {magic!r} at offset 0: not a model file")
     if version != VERSION:
-        raise ModelError(f"unsupported version {version} at offset 8 (this engine reads {VERSION})")
+        raise ModelError(f"unsupported version {version} at offset 8 (this engine reads {VERSION}; "
+                         "convert the model again)")
     if res0:
         raise ModelError("reserved field at offset 12 is not 0")
     if size != len(buf):

@@ -169,6 +169,11 @@ class Graph:
                 raise ModelError(f"{where}: blob {b.name} is {arr.dtype}{arr.shape}, want {b.dtype}{want[b.name]}")
             if arr.size and ((b.lo is not None and arr.min() < b.lo) or (b.hi is not None and arr.max() > b.hi)):
                 raise ModelError(f"{where}: blob {b.name} values outside [{b.lo}, {b.hi}]")
+        if op.check is not None:
+            try:
+                op.check(view)
+            except ValueError as e:
+                raise ModelError(f"{where}: {e}") from None
         if op.acc_bound is not None and op.acc_bound(view) > INT32_MAX:
             raise ModelError(f"{where}: int32 accumulator could wrap (bound {op.acc_bound(view)})")
 

@@ -21,6 +21,16 @@ def images(rng: np.random.Generator, n: int, shape: tuple[int, int, int], edge: 
     return rng.integers(0, 256, (n, *shape), dtype=np.uint8)
 
 
+def wht_scale(rng: np.random.Generator, n: int, edge: str) -> dict:
+    """wht's optional per-coefficient scale: half the time none; else |scale| <= 2^sshift, all at the limit for edge 'max'."""
+    if rng.random() < 0.5:
+        return {}
+    sshift = int(rng.choice([0, 1, 5, 12]))
+    lim = 1 << sshift
+    scale = rng.choice([-lim, lim], n) if edge == "max" else rng.integers(-lim, lim + 1, n)
+    return {"scaled": 1, "sshift": sshift, "cscale": scale}
+
+
 def weights(rng: np.random.Generator, shape: tuple, edge: str) -> np.ndarray:
     if edge == "max":
         return np.full(shape, 127, np.int8)
@@ -72,7 +82,7 @@ def random_case(op: str, rng: np.random.Generator, edge: str = "random") -> Grap
         order = int(rng.integers(0, 2))
         oshift = int(rng.choice([o for o in (0, 0, -2, 1, 3) if n.bit_length() - 1 + o >= 0]))  # n = 2 takes no -2
         b.add("wht", 0, cout=cout, n=n, order=order, mode=mode, residual=residual, tshift=g,
-              thresh=thresh, table=table.ravel(), oshift=oshift, **act)
+              thresh=thresh, table=table.ravel(), oshift=oshift, **wht_scale(rng, n, edge), **act)
     elif op == "hdw":
         b.add("hdw", 0, stride=int(rng.integers(1, 3)), op=int(rng.integers(0, 2)), xshift=int(rng.integers(0, 8)),
               wshift=int(rng.choice([0, 0, 3, 7])),

@@ -136,8 +136,10 @@ def extra_cases(rng: np.random.Generator):
     for cin, cout, n, res in [(16, 16, 16, 1), (24, 40, 64, 0), (64, 64, 64, 1), (256, 128, 256, 0), (40, 40, 64, 1)]:
         for mode in (0, 1):
             b = GraphBuilder((3, 8, cin))
+            scaled = (cin // 8 + mode) % 2  # each mode meets the per-coefficient scale in some shapes
             b.add("wht", 0, cout=cout, n=n, order=mode, mode=mode, residual=res, tshift=g,
-                  thresh=rng.integers(0, 8 * n, n), table=table.ravel() if mode else np.zeros(0))
+                  thresh=rng.integers(0, 8 * n, n), table=table.ravel() if mode else np.zeros(0),
+                  **({"scaled": 1, "sshift": 7, "cscale": rng.integers(-128, 129, n)} if scaled else {}))
             for edge in EDGES:
                 yield f"wht{cin}-{cout}-{n}-m{mode}-{edge}", b.build(), images(rng, 3, (3, 8, cin), edge)
 

@@ -7,6 +7,8 @@ import sys
 import numpy as np
 import pytest
 
+import engine
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -48,10 +50,12 @@ def test_inspect_counts():
     rep = json.loads(cli("inspect", os.path.join(ROOT, "zoo", "every-op.mfe"), "--json").stdout)
     ops = {r["op"] for r in rep["layers"]}
     assert {"wht", "hdw", "sumpool", "conv2d", "linear", "add", "avgpool", "clamp", "requantize"} <= ops
+    scaled = {n.name: n.attrs["scaled"] for n in engine.load(os.path.join(ROOT, "zoo", "every-op.mfe")).graph.nodes
+              if n.op == "wht"}
     for r in rep["layers"]:
         assert {"name", "op", "params", "multiplies", "adds"} <= set(r)
-        if r["op"] in ("wht", "hdw", "sumpool"):
-            assert r["multiplies"] == 0 and r["adds"] > 0
+        if r["op"] in ("wht", "hdw", "sumpool"):  # a wht multiplies only by its per-coefficient scales
+            assert (r["multiplies"] > 0) == bool(scaled.get(r["name"])) and r["adds"] > 0
     assert rep["totals"]["multiplies"] == sum(r["multiplies"] for r in rep["layers"]) > 0
 
 

@@ -210,7 +210,8 @@ def test_adversarial(gpu, op, edge):
         check(g, images(rng, 3, g.tensors[0].shape, edge))
 
 
-def wht_graph(shape, cin, cout, n, mode, rng, order=0, residual=None, thresh=None, oshift=0, act=(-128, 127), table=None):
+def wht_graph(shape, cin, cout, n, mode, rng, order=0, residual=None, thresh=None, oshift=0, act=(-128, 127), table=None,
+              cscale=None, sshift=0):
     b = GraphBuilder((*shape, cin))
     g_shift, tab = smooth_table(float(rng.uniform(0.0005, 0.05)))
     if table is not None:
@@ -218,7 +219,8 @@ def wht_graph(shape, cin, cout, n, mode, rng, order=0, residual=None, thresh=Non
     residual = int(cin == cout) if residual is None else residual
     b.add("wht", 0, cout=cout, n=n, order=order, mode=mode, residual=residual, tshift=g_shift,
           thresh=rng.integers(0, 8 * n, n) if thresh is None else thresh, table=tab.ravel() if mode else np.zeros(0),
-          oshift=oshift, act_lo=act[0], act_hi=act[1])
+          oshift=oshift, act_lo=act[0], act_hi=act[1],
+          **({} if cscale is None else {"scaled": 1, "sshift": sshift, "cscale": cscale}))
     return b.build()
 
 
@@ -245,6 +247,19 @@ def test_wht_generic_kernel_every_size(gpu, monkeypatch):
         for mode in (0, 1):
             g = wht_graph((2, 3), cin, cout, n, mode, rng)
             check(g, images(rng, 4, g.tensors[0].shape, "random"))
+
+
+@pytest.mark.parametrize("cin,cout,n", [(5, 12, 16), (96, 576, 1024), (1024, 1024, 1024), (320, 1280, 2048)])
+def test_wht_scaled(gpu, cin, cout, n):
+    """Per-coefficient scale (the generic kernel): random factors, all at +-2^sshift, the widest sshift n allows."""
+    rng = np.random.default_rng(cin + n)
+    for mode in (0, 1):
+        for sshift in (0, 6, ((2**31 - 1) // (128 * n + 1)).bit_length() - 1):
+            lim = 1 << sshift
+            for cscale in (rng.integers(-lim, lim + 1, n), rng.choice([-lim, lim], n)):
+                g = wht_graph((2, 3), cin, cout, n, mode, rng, order=mode, cscale=cscale, sshift=sshift)
+                for edge in EDGES:
+                    check(g, images(rng, 2, g.tensors[0].shape, edge))
 
 
 @pytest.mark.parametrize("mode", [0, 1])

@@ -135,13 +135,23 @@ def test_dense_im2col_shapes(cin, k, stride):
             check(g, images(rng, 3, g.tensors[0].shape, edge), threads=1 + (h % 2))
 
 
+def widest_cscale(rng: np.random.Generator, n: int) -> dict:
+    """wht's scale at the largest sshift n allows ((128 n + 1) << sshift < 2^31), some factors at +-2^sshift."""
+    sshift = ((2**31 - 1) // (128 * n + 1)).bit_length() - 1
+    lim = 1 << sshift
+    cscale = rng.integers(-lim, lim + 1, n)
+    cscale[rng.integers(0, n, n // 4)] = rng.choice([-lim, lim], n // 4)
+    return {"scaled": 1, "sshift": sshift, "cscale": cscale}
+
+
 @pytest.mark.parametrize("cin,cout,n", [(8, 8, 16), (96, 576, 1024), (576, 96, 1024), (160, 960, 1024), (16, 16, 128),
                                         (320, 1280, 2048), (40, 8, 64), (1024, 1024, 1024), (576, 160, 1024),
                                         (576, 576, 1024), (40, 40, 64), (136, 136, 256)])
 @pytest.mark.parametrize("pixels", [1, 7, 16, 49])
 def test_wht_fused_shapes(cin, cout, n, pixels):
     """The SIMD block path: channels in multiples of 8 far below n or just past n/2 (the repeated or split
-    input and the folded or split output shortcuts), short pixel blocks (zero-padded copies), both threshold modes, residual."""
+    input and the folded or split output shortcuts), short pixel blocks (zero-padded copies), both threshold modes, residual,
+    with and without the per-coefficient scale (each shape meets it in both modes across the pixel counts)."""
     from engine.builder import GraphBuilder
     from engine.ops.wht import smooth_table
     rng = np.random.default_rng(cin * 7 + cout * 3 + n + pixels)
@@ -149,7 +159,8 @@ def test_wht_fused_shapes(cin, cout, n, pixels):
         b = GraphBuilder((1, pixels, cin))
         g_shift, table = smooth_table(float(rng.uniform(0.002, 0.05)))
         b.add("wht", 0, cout=cout, n=n, order=mode, mode=mode, residual=int(cin == cout and mode == 1), tshift=g_shift,
-              thresh=rng.integers(0, 8 * n, n), table=table.ravel() if mode else np.zeros(0), oshift=int(rng.choice([0, -1, 2])))
+              thresh=rng.integers(0, 8 * n, n), table=table.ravel() if mode else np.zeros(0), oshift=int(rng.choice([0, -1, 2])),
+              **(widest_cscale(rng, n) if (mode + pixels) % 2 else {}))
         g = b.build()
         for edge in EDGES:
             check(g, images(rng, 2 if pixels < 16 else 1, g.tensors[0].shape, edge), threads=1 + pixels % 2)

@@ -141,7 +141,8 @@ def test_preamble_fields():
     both_reject(b"", "too short")
     both_reject(good[:127], "too short")
     both_reject(b"MFENGINX" + good[8:], "magic")
-    both_reject(patch(good, 8, "I", 2), "version")
+    both_reject(patch(good, 8, "I", fmt.VERSION - 1), "version")  # files of the format before
+    both_reject(patch(good, 8, "I", fmt.VERSION + 1), "version")
     both_reject(good + b"\0", "size")  # size field no longer matches
     both_reject(good[:-1], "size")
     both_reject(patch(good, 12, "I", 1), "reserved")  # the preamble is not covered by the checksum
@@ -260,7 +261,7 @@ def test_unused_blob_slot_must_be_zero():
     b = GraphBuilder((4, 4, 8))
     b.add("wht", 0, cout=8, n=8, order=0, mode=0, residual=0, tshift=0, thresh=np.zeros(8))
     data = pack(b.build())
-    both_reject(patch(data, node_at(data, 0) + BLOBS_AT + 16 * 2, "Q", 64), "unused")
+    both_reject(patch(data, node_at(data, 0) + BLOBS_AT + 16 * 3, "Q", 64), "unused")  # wht has 3 blobs
 
 
 @pytest.mark.parametrize("j,at,size,words", [

@@ -161,17 +161,19 @@ def test_hdw_shifts_and_bias_boundary(op, xshift, wshift):
 @pytest.mark.parametrize("thresh", ["zero", "max", "mixed"])
 def test_wht_largest_transform(mode, codes, tshift, thresh):
     """n = 2^14 (the largest), 16384 channels in and out, residual: the intermediate values reach
-    their largest under the flat-spectrum input, and thresholds of 2^31 - 1 zero every coefficient."""
+    their largest under the flat-spectrum input, and thresholds of 2^31 - 1 zero every coefficient; with
+    the per-coefficient scale at its widest (sshift 9: (128 n + 1) << 9 < 2^31), every factor +-2^9."""
     n = 1 << 14
     t = {"zero": np.zeros(n), "max": np.full(n, M31), "mixed": np.arange(n) % 3 * (M31 // 2)}[thresh]
     if codes == "mixed":
         table = np.tile(np.array([1, -1, 32, -32, 0, 2], np.int8), 128)[:768]
     else:
         table = np.full(768, codes if codes is not None else 0, np.int8)
-    for residual, order in ((1, 0), (0, 1)):
+    signs = np.where(np.arange(n) % 3 == 1, -512, 512)
+    for residual, order, scaled in ((1, 0, {}), (0, 1, {}), (1, 1, {"scaled": 1, "sshift": 9, "cscale": signs})):
         b = GraphBuilder((1, 2, n))
         b.add("wht", 0, cout=n if residual else 100, n=n, order=order, mode=mode, residual=residual, tshift=tshift,
-              thresh=t, table=table if mode else np.zeros(0))
+              thresh=t, table=table if mode else np.zeros(0), **scaled)
         check(b.build(), n=1)
 
 

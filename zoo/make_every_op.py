@@ -54,7 +54,7 @@ def build(calib: np.ndarray):
     t = calibrated(b, x, "hdw", t, 16, stride=2, op=0, xshift=0, weight=w(3, 3, 16), bias=np.zeros(16), act_lo=0, name="hdw_min")
     g, table = smooth_table(0.05 / np.sqrt(32))
     t = b.add("wht", t, cout=32, n=32, order=1, mode=1, residual=0, tshift=g, thresh=rng.integers(0, 400, 32),
-              table=table.ravel(), name="wht_smooth")
+              table=table.ravel(), scaled=1, sshift=8, cscale=rng.integers(-256, 257, 32), name="wht_smooth_scaled")
     t = b.add("clamp", t, act_lo=0, act_hi=127, name="relu")
     t = calibrated(b, x, "conv2d", t, 32, cout=32, kh=3, kw=3, groups=32, stride_h=2, stride_w=2, pad_t=1, pad_l=1,
                    pad_b=1, pad_r=1, weight=w(32, 3, 3, 1), bias=np.zeros(32), name="depthwise")

@@ -12,7 +12,8 @@
  * fmaf (exact where it matters: see out_byte), a clamp on the float where act_lo/act_hi are narrower
  * than int8, and one saturating float -> int8 conversion rounding down.
  *
- * Generic kernel (n > 1024, up to 2^14): one block per pixel, int32 in a global scratch row, as wht.c. */
+ * Generic kernel (n > 1024, up to 2^14, and every layer with a per-coefficient scale, whose products leave
+ * fp32's exact range): one block per pixel, int32 in a global scratch row, as wht.c. */
 #include <stdlib.h>
 #include <string.h>
 #include "common.cuh"
@@ -31,7 +32,7 @@
                          * with 72 registers lets 7 blocks share an SM (16 copies: 16 KB, 6 at most) */
 
 struct wht_args {
-    int32_t n, k, cin, cout, smooth, g, residual, shift, lo, hi;
+    int32_t n, k, cin, cout, smooth, g, residual, shift, lo, hi, sshift, shalf;  /* shalf = 2^(sshift - 1) or 0 */
     float scale, half, flo, fhi, fres;  /* 2^-shift, 1/2 (0 when shift is 0), lo, hi, 2^k */
 };
 
@@ -395,15 +396,19 @@ __device__ void fwht_block(int32_t *buf, int32_t n) {
 
 __global__ void __launch_bounds__(GEN_THREADS) wht_generic(const int8_t *__restrict__ x, int8_t *__restrict__ y, long long npix,
                                                            const wht_args a, const int32_t *__restrict__ thresh,
-                                                           const int32_t *__restrict__ codes, int32_t *__restrict__ scratch) {
+                                                           const int32_t *__restrict__ codes, const int32_t *__restrict__ cscale,
+                                                           int32_t *__restrict__ scratch) {
     int32_t *buf = scratch + (size_t)blockIdx.x * a.n;
     for (long long p = blockIdx.x; p < npix; p += gridDim.x) {
         const int8_t *xp = x + (size_t)p * a.cin;
         for (int32_t i = threadIdx.x; i < a.n; i += blockDim.x) buf[i] = i < a.cin ? xp[i] : 0;
         __syncthreads();
         fwht_block(buf, a.n);
-        for (int32_t c = threadIdx.x; c < a.n; c += blockDim.x)  /* c = 0 is DC: passed through */
-            if (c) buf[c] = threshold1(buf[c], thresh[c], a.smooth, a.g, codes);
+        for (int32_t c = threadIdx.x; c < a.n; c += blockDim.x) {  /* wht.c threshold1: scale, then all but DC */
+            int32_t z = buf[c];
+            if (cscale) z = (z * cscale[c] + a.shalf) >> a.sshift;  /* |z * cscale| + shalf < 2^31: the loader's check */
+            buf[c] = c ? threshold1(z, thresh[c], a.smooth, a.g, codes) : z;
+        }
         __syncthreads();
         fwht_block(buf, a.n);
         for (int32_t c = threadIdx.x; c < a.cout; c += blockDim.x) {
@@ -424,28 +429,30 @@ size_t cu_wht_generic_n(const cu_node *cn) {
 
 int cu_prepare_wht(const mfe_cuda_model *cm, int32_t node, cu_node *cn, cu_params *p, char *err, size_t errlen) {
     const mfe_node *nd = cn->nd;
-    const int32_t n = nd->a[MFE_WHT_N], smooth = nd->a[MFE_WHT_MODE];
+    const int32_t n = nd->a[MFE_WHT_N], smooth = nd->a[MFE_WHT_MODE], scaled = nd->a[MFE_WHT_SCALED];
     const char *force = getenv("MFE_CUDA_WHT_GENERIC");  /* tests: run the generic kernel for every n */
     (void)cm, (void)node;
     int32_t k = 0;
     while ((1 << k) < n) k++;
-    int32_t *t = (int32_t *)calloc((size_t)n + 2 * TLEN, sizeof(int32_t)), *codes = t + n, *gcodes = codes + TLEN;
+    const size_t words = (size_t)n * (scaled ? 2 : 1) + 2 * TLEN;  /* thresholds, codes, gcodes, scales */
+    int32_t *t = (int32_t *)calloc(words, sizeof(int32_t)), *codes = t + n, *gcodes = codes + TLEN, *sc = gcodes + TLEN;
     if (!t) MFE_FAIL(MFE_ENOMEM, "out of memory");
-    const int32_t *src = (const int32_t *)nd->blob[MFE_WHT_B_THRESH];
+    const int32_t *src = (const int32_t *)nd->blob[MFE_WHT_B_THRESH], *ssrc = (const int32_t *)nd->blob[MFE_WHT_B_CSCALE];
     for (int32_t s = 0; s < n; s++) {  /* walsh (sequency) s -> natural row bitrev(gray(s)) */
         int32_t gray = s ^ (s >> 1), nat = 0;
         for (int32_t b = 0; b < k; b++) nat |= ((gray >> b) & 1) << (k - 1 - b);
         t[nd->a[MFE_WHT_ORDER] ? nat : s] = src[s] < T_CAP ? src[s] : T_CAP;
+        if (scaled) sc[nd->a[MFE_WHT_ORDER] ? nat : s] = ssrc[s];
     }
     const int8_t *tab = (const int8_t *)nd->blob[MFE_WHT_B_TABLE];
     for (int j = 0; smooth && j < TERMS; j++)
         for (int i = 0; i < TLEN; i++) codes[i] |= (int32_t)((uint32_t)(uint8_t)tab[j * TLEN + i] << (8 * j));
     for (int i = 0; smooth && i < TLEN; i++) gcodes[i] = (int32_t)smooth_entry(codes[i]);  /* the fast kernel's */
     int failed = 0;
-    cn->prep_off[0] = cu_params_add(p, t, sizeof(int32_t) * ((size_t)n + 2 * TLEN), &failed);
+    cn->prep_off[0] = cu_params_add(p, t, sizeof(int32_t) * words, &failed);
     free(t);
     if (failed) MFE_FAIL(MFE_ENOMEM, "out of memory");
-    cn->iarg[0] = n > FAST_MAX_N || (force && force[0] == '1');  /* generic kernel */
+    cn->iarg[0] = n > FAST_MAX_N || scaled || (force && force[0] == '1');  /* generic kernel */
     cn->iarg[1] = k;
     return MFE_OK;
 }
@@ -479,6 +486,7 @@ int cu_launch_wht(const cu_launch *l, const void *in0, const void *, void *out, 
     a.n = nd->a[MFE_WHT_N], a.k = cn->iarg[1], a.cin = l->x->c, a.cout = l->y->c, a.smooth = nd->a[MFE_WHT_MODE];
     a.g = nd->a[MFE_WHT_TSHIFT], a.residual = nd->a[MFE_WHT_RESIDUAL], a.shift = a.k + nd->a[MFE_WHT_OSHIFT];
     a.lo = nd->a[MFE_WHT_ACT_LO], a.hi = nd->a[MFE_WHT_ACT_HI];
+    a.sshift = nd->a[MFE_WHT_SSHIFT], a.shalf = a.sshift ? 1 << (a.sshift - 1) : 0;
     a.scale = ldexpf(1.0f, -a.shift), a.half = a.shift ? 0.5f : 0.0f, a.flo = (float)a.lo, a.fhi = (float)a.hi;
     a.fres = ldexpf(1.0f, a.k);
     const long long npix = (long long)l->n * l->x->h * l->x->w;
@@ -489,7 +497,9 @@ int cu_launch_wht(const cu_launch *l, const void *in0, const void *, void *out, 
         const mfe_cuda_model *cm = l->cm;
         if (!cm->wht_scratch || (size_t)a.n > cm->wht_scratch_n) MFE_FAIL(MFE_EARG, "wht scratch missing");
         long long grid = npix < (long long)cm->wht_scratch_rows ? npix : (long long)cm->wht_scratch_rows;
-        wht_generic<<<(unsigned)(grid > 0 ? grid : 1), GEN_THREADS, 0, l->stream>>>(x, y, npix, a, t, t + a.n, cm->wht_scratch);
+        const int32_t *cscale = nd->a[MFE_WHT_SCALED] ? t + a.n + 2 * TLEN : NULL;
+        wht_generic<<<(unsigned)(grid > 0 ? grid : 1), GEN_THREADS, 0, l->stream>>>(x, y, npix, a, t, t + a.n, cscale,
+                                                                                    cm->wht_scratch);
         MFE_CU_LAUNCHED("wht (generic)");
         return MFE_OK;
     }

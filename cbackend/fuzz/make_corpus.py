@@ -23,6 +23,9 @@ LIMIT = 16 << 10  # bytes per seed
 
 def main(out: str) -> None:
     os.makedirs(out, exist_ok=True)
+    for stale in os.listdir(out):  # seeds a former op table or size limit made, which no longer load
+        if stale.endswith(".mfe"):
+            os.remove(os.path.join(out, stale))
     total = 0
     for name, g, _ in graphs(per_op=4):
         data = fmt.to_bytes(g)

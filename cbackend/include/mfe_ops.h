@@ -4,7 +4,7 @@
 #include <stdint.h>
 
 #define MFE_MAGIC "MFENGINE"
-#define MFE_VERSION 1
+#define MFE_VERSION 2
 #define MFE_ALIGN 64
 #define MFE_MAX_INPUTS 2
 #define MFE_MAX_ATTRS 16
@@ -60,7 +60,7 @@ enum mfe_op {
 #define MFE_LINEAR_B_MULT 2
 #define MFE_LINEAR_B_SHIFT 3
 
-/* wht: FWHT, integer thresholds, FWHT, crop, optional residual, >> (log2 n + oshift), clamp */
+/* wht: FWHT, optional per-coefficient scale, integer thresholds, FWHT, crop, optional residual, >> (log2 n + oshift), clamp */
 #define MFE_WHT_COUT 0
 #define MFE_WHT_N 1
 #define MFE_WHT_ORDER 2
@@ -68,10 +68,13 @@ enum mfe_op {
 #define MFE_WHT_RESIDUAL 4
 #define MFE_WHT_TSHIFT 5
 #define MFE_WHT_OSHIFT 6
-#define MFE_WHT_ACT_LO 7
-#define MFE_WHT_ACT_HI 8
+#define MFE_WHT_SCALED 7
+#define MFE_WHT_SSHIFT 8
+#define MFE_WHT_ACT_LO 9
+#define MFE_WHT_ACT_HI 10
 #define MFE_WHT_B_THRESH 0
 #define MFE_WHT_B_TABLE 1
+#define MFE_WHT_B_CSCALE 2
 
 /* hdw: multiplication-free depthwise 3x3 with the min- or ef-operator */
 #define MFE_HDW_STRIDE 0
@@ -143,7 +146,7 @@ typedef struct {
 static const mfe_op_info MFE_OP_INFO[MFE_OP_COUNT] = {
     [1] = {"conv2d", 1, 13, 4, 2, 10, {{1LL, 65536LL}, {1LL, 15LL}, {1LL, 15LL}, {1LL, 8LL}, {1LL, 8LL}, {0LL, 15LL}, {0LL, 15LL}, {0LL, 15LL}, {0LL, 15LL}, {1LL, 65536LL}, {-128LL, 127LL}, {-128LL, 127LL}, {-128LL, 127LL}}, {{1, -128LL, 127LL}, {2, -2147483648LL, 2147483647LL}, {2, 0LL, 2147483647LL}, {2, 0LL, 63LL}}},
     [2] = {"linear", 1, 3, 4, 6, 1, {{1LL, 65536LL}, {-128LL, 127LL}, {-128LL, 127LL}}, {{1, -128LL, 127LL}, {2, -2147483648LL, 2147483647LL}, {2, 0LL, 2147483647LL}, {2, 0LL, 63LL}}},
-    [3] = {"wht", 1, 9, 2, 2, 7, {{1LL, 16384LL}, {2LL, 16384LL}, {0LL, 1LL}, {0LL, 1LL}, {0LL, 1LL}, {0LL, 31LL}, {-14LL, 31LL}, {-128LL, 127LL}, {-128LL, 127LL}}, {{2, 0LL, 2147483647LL}, {1, -32LL, 32LL}}},
+    [3] = {"wht", 1, 11, 3, 2, 9, {{1LL, 16384LL}, {2LL, 16384LL}, {0LL, 1LL}, {0LL, 1LL}, {0LL, 1LL}, {0LL, 31LL}, {-14LL, 31LL}, {0LL, 1LL}, {0LL, 23LL}, {-128LL, 127LL}, {-128LL, 127LL}}, {{2, 0LL, 2147483647LL}, {1, -32LL, 32LL}, {2, -8388608LL, 8388608LL}}},
     [4] = {"hdw", 1, 6, 4, 2, 3, {{1LL, 2LL}, {0LL, 1LL}, {0LL, 7LL}, {-128LL, 127LL}, {-128LL, 127LL}, {0LL, 7LL}}, {{1, -128LL, 127LL}, {2, -2147483648LL, 2147483647LL}, {2, 0LL, 2147483647LL}, {2, 0LL, 63LL}}},
     [5] = {"sumpool", 1, 11, 0, 2, 9, {{1LL, 65536LL}, {1LL, 15LL}, {1LL, 15LL}, {0LL, 15LL}, {0LL, 15LL}, {0LL, 15LL}, {0LL, 15LL}, {0LL, 2147483647LL}, {0LL, 63LL}, {-128LL, 127LL}, {-128LL, 127LL}}, {{0, 0, 0}}},
     [6] = {"add", 2, 5, 0, 2, 3, {{0LL, 2147483647LL}, {0LL, 2147483647LL}, {0LL, 63LL}, {-128LL, 127LL}, {-128LL, 127LL}}, {{0, 0, 0}}},

@@ -188,7 +188,8 @@ static int parse(mfe_model *m, char *err, size_t errlen) {
     const uint8_t *f = m->file;
     MFE_CHECK(m->size >= BODY_AT, "file too short (%zu bytes) at offset 0", m->size);
     MFE_CHECK(memcmp(f, MFE_MAGIC, 8) == 0, "bad magic at offset 0: not a model file");
-    MFE_CHECK(rd32(f + 8) == MFE_VERSION, "unsupported version %u at offset 8", rd32(f + 8));
+    MFE_CHECK(rd32(f + 8) == MFE_VERSION, "unsupported version %u at offset 8 (this engine reads %d; convert the model again)",
+              rd32(f + 8), MFE_VERSION);
     MFE_CHECK(rd32(f + 12) == 0, "reserved field at offset 12 is not 0");
     MFE_CHECK(rd64(f + 16) == m->size, "file size field %llu at offset 16 != actual size %zu (truncated?)",
               (unsigned long long)rd64(f + 16), m->size);

@@ -1,4 +1,5 @@
-/* wht: FWHT over channels, integer soft/smooth thresholds, FWHT, crop, residual, >> (log2 n + oshift), clamp.
+/* wht: FWHT over channels, per-coefficient scale (optional), integer soft/smooth thresholds, FWHT, crop, residual,
+ * >> (log2 n + oshift), clamp.
  * Pixels go in blocks of P, transposed to buf[channel][pixel] int32, so every butterfly is a plain
  * vertical add/sub of two rows of P lanes (no shuffles). |values| <= 3 * 128 * n^1.5 < 2^31 (n <= 2^14). */
 #include <stdlib.h>
@@ -23,13 +24,15 @@
 typedef struct {  /* one allocation (the loader frees prep with free()) */
     int32_t codes[TLEN];          /* smooth: the three int8 table codes of a bucket in bytes 0-2 */
     uint8_t terms[TERMS][TLEN];   /* smooth, for byte-permute lookups: shift |code| - 1 (31 for no term), +128 if negative */
-    int32_t thresh[];             /* natural order, capped; [0] unused */
+    int32_t thresh[];             /* natural order, capped; [0] unused; then, if scaled, n scales in natural order */
 } wht_prep;
 
 typedef struct {
     int32_t n, k, cin, cout, smooth, g, residual;
     int32_t shift, lo, hi;  /* output: clamp(rshift_round(v + (x << k if residual), shift), lo, hi) */
     const wht_prep *w;
+    const int32_t *scale;   /* NULL: unscaled; else z -> rshift_round(z * scale[c], sshift), |scale| <= 2^sshift */
+    int32_t sshift, shalf;  /* shalf = 2^(sshift - 1), 0 for sshift 0 */
 } wht_args;
 
 /* ---- portable pieces: transposes, butterfly stages, thresholds ---- */
@@ -72,7 +75,11 @@ MFE_SCALAR_FN void fwht_stages__scalar(int32_t *buf, int32_t n, int32_t h0, int3
             }
 }
 
+/* The step between the transforms for coefficient c: scale, then threshold (DC, c = 0, passes). |z| <= 128 n
+ * and |scale| <= 2^sshift, so z * scale + shalf stays inside int32 (the loader checks (128 n + 1) << sshift). */
 MFE_SCALAR_FN int32_t threshold1(int32_t z, int32_t c, const wht_args *a) {
+    if (a->scale) z = (z * a->scale[c] + a->shalf) >> a->sshift;
+    if (!c) return z;
     int32_t t = a->w->thresh[c], mag = z < 0 ? -z : z, rem = mag - t > 0 ? mag - t : 0;
     if (!a->smooth) return z < 0 ? -rem : rem;
     int32_t idx = (mag >> a->g) < TLEN ? (mag >> a->g) : TLEN - 1, f = 0;
@@ -84,7 +91,7 @@ MFE_SCALAR_FN int32_t threshold1(int32_t z, int32_t c, const wht_args *a) {
 }
 
 MFE_SCALAR_FN void threshold_rows__scalar(int32_t *buf, const wht_args *a) {
-    for (int32_t c = 1; c < a->n; c++)  /* row 0 is DC: passed through */
+    for (int32_t c = 0; c < a->n; c++)
         for (int p = 0; p < P; p++) ROW(buf, c)[p] = threshold1(ROW(buf, c)[p], c, a);
 }
 
@@ -123,6 +130,8 @@ typedef __m512i vec;
 #define V_SLLI _mm512_slli_epi32
 #define V_SRAI _mm512_srai_epi32
 #define V_SRL(v, s) _mm512_srl_epi32((v), _mm_cvtsi32_si128(s))
+#define V_SRA(v, s) _mm512_sra_epi32((v), _mm_cvtsi32_si128(s))
+#define V_MUL _mm512_mullo_epi32
 #define V_GATHER(table, idx) _mm512_i32gather_epi32((idx), (table), 4)
 static inline __attribute__((unused)) vec V_SIGN(vec a, vec b) {  /* a * sign(b) without a multiply, as AVX2's vpsignd */
     const vec zero = _mm512_setzero_si512();
@@ -143,6 +152,8 @@ typedef __m256i vec;
 #define V_SLLI _mm256_slli_epi32
 #define V_SRAI _mm256_srai_epi32
 #define V_SRL(v, s) _mm256_srl_epi32((v), _mm_cvtsi32_si128(s))
+#define V_SRA(v, s) _mm256_sra_epi32((v), _mm_cvtsi32_si128(s))
+#define V_MUL _mm256_mullo_epi32
 #define V_GATHER(table, idx) _mm256_i32gather_epi32((table), (idx), 4)
 #define V_SIGN _mm256_sign_epi32
 #else  /* MFE_ISA_NEON */
@@ -166,6 +177,8 @@ V_MAP2(V_SRLV, srlv1)
 static inline vec V_SLLI(vec a, int s) { return V_PAIR(vshlq_s32(a.lo, vdupq_n_s32(s)), vshlq_s32(a.hi, vdupq_n_s32(s))); }
 static inline vec V_SRAI(vec a, int s) { return V_PAIR(vshlq_s32(a.lo, vdupq_n_s32(-s)), vshlq_s32(a.hi, vdupq_n_s32(-s))); }
 static inline vec V_SRL(vec a, int32_t s) { return V_SRLV(a, V_SET1(s)); }
+static inline vec V_SRA(vec a, int32_t s) { return V_PAIR(vshlq_s32(a.lo, vdupq_n_s32(-s)), vshlq_s32(a.hi, vdupq_n_s32(-s))); }
+V_MAP2(V_MUL, vmulq_s32)
 static inline int32x4_t sign1(int32x4_t a, int32x4_t b) {  /* a * sign(b) without a multiply, as vpsignd */
     int32x4_t neg = vshrq_n_s32(b, 31);
     return vandq_s32(vsubq_s32(veorq_s32(a, neg), neg), vreinterpretq_s32_u32(vtstq_s32(b, b)));
@@ -250,8 +263,11 @@ static void fwht_stages__simd(int32_t *buf, int32_t n, int32_t h0, int32_t h1) {
     }
 }
 
-/* soft: max(z - T, 0) + min(z + T, 0); smooth: sign(z) * sum of +-(max(|z| - T, 0) >> e) from the table */
+/* threshold1 on a row: scale; then (but DC) soft: max(z - T, 0) + min(z + T, 0); smooth: sign(z) * sum of
+ * +-(max(|z| - T, 0) >> e) from the table */
 static inline vec threshold_vec(vec z, int32_t c, const wht_args *a) {
+    if (a->scale) z = V_SRA(V_ADD(V_MUL(z, V_SET1(a->scale[c])), V_SET1(a->shalf)), a->sshift);
+    if (!c) return z;
     const vec zero = V_SET1(0), t = V_SET1(a->w->thresh[c]);
     if (!a->smooth) return V_ADD(V_MAX(V_SUB(z, t), zero), V_MIN(V_ADD(z, t), zero));
     vec mag = V_ABS(z), rem = V_MAX(V_SUB(mag, t), zero), idx = V_MIN(V_SRL(mag, a->g), V_SET1(TLEN - 1)), f = zero;
@@ -278,7 +294,7 @@ static inline vec threshold_vec(vec z, int32_t c, const wht_args *a) {
 }
 
 static void threshold_rows__simd(int32_t *buf, const wht_args *a) {
-    for (int32_t c = 1; c < a->n; c++) V_ST(ROW(buf, c), threshold_vec(V_LD(ROW(buf, c)), c, a));
+    for (int32_t c = 0; c < a->n; c++) V_ST(ROW(buf, c), threshold_vec(V_LD(ROW(buf, c)), c, a));
 }
 
 #ifdef MFE_ISA_AVX2
@@ -481,7 +497,7 @@ static inline vec coef(const coef_src *s, int32_t c) {
 }
 
 static inline vec thresholded(const coef_src *s, int32_t c, const wht_args *a) {
-    return c ? threshold_vec(coef(s, c), c, a) : coef(s, 0);  /* DC (row 0) passes through */
+    return threshold_vec(coef(s, c), c, a);
 }
 
 /* Rows past n/2 that a split (above) needs: the span of those past n/2, when that is under n/2 (else 0). */
@@ -525,10 +541,8 @@ static void wht_fused(const wht_args *a, int32_t *buf, const int8_t *x, int8_t *
             for (int32_t j = j0, t = 0; j < j0 + SPAN(h); j++, t += P) {
                 for (int k = 0; k < 8; k++) r[k] = V_LD(p[k] + t);
                 fwht8(r);
-                const vec dc = r[0];
 #pragma GCC unroll 8
                 for (int k = 0; k < 8; k++) r[k] = threshold_vec(r[k], j + k * h, a);
-                if (!j) r[0] = dc;  /* DC (row 0) passes through */
                 fwht8(r);
                 for (int k = 0; k < 8; k++) V_ST(p[k] + t, r[k]);
             }
@@ -539,8 +553,8 @@ static void wht_fused(const wht_args *a, int32_t *buf, const int8_t *x, int8_t *
         for (int32_t j0 = 0; j0 < half; j0 += SPAN(half)) {  /* top stage, thresholds, top stage of the second transform */
             int32_t *r0 = ROW(buf, j0), *r1 = ROW(buf, j0 + half);
             for (int32_t j = j0; j < j0 + SPAN(half); j++, r0 += P, r1 += P) {
-                vec u = V_LD(r0), v = V_LD(r1), z0 = V_ADD(u, v), z1 = threshold_vec(V_SUB(u, v), j + half, a);
-                if (j) z0 = threshold_vec(z0, j, a);
+                const vec u = V_LD(r0), v = V_LD(r1), z0 = threshold_vec(V_ADD(u, v), j, a),
+                          z1 = threshold_vec(V_SUB(u, v), j + half, a);
                 V_ST(r0, V_ADD(z0, z1)), V_ST(r1, V_SUB(z0, z1));
             }
         }
@@ -615,9 +629,16 @@ int mfe_prepare_wht(const mfe_model *m, mfe_node *nd, char *err, size_t errlen) 
     MFE_CHECK((n & (n - 1)) == 0 && n >= x->c && n >= cout, "n=%d must be a power of two >= cin, cout", n);
     MFE_CHECK(!nd->a[MFE_WHT_RESIDUAL] || x->c == cout, "residual wht needs cin == cout");
     MFE_CHECK(y->h == x->h && y->w == x->w && y->c == cout, "output shape disagrees");
-    MFE_CHECK(nd->blob_n[MFE_WHT_B_THRESH] == n && nd->blob_n[MFE_WHT_B_TABLE] == (smooth ? TERMS * TLEN : 0),
-              "threshold/table sizes wrong");
-    wht_prep *w = calloc(1, sizeof *w + sizeof(int32_t) * (size_t)n);
+    const int32_t scaled = nd->a[MFE_WHT_SCALED], sshift = nd->a[MFE_WHT_SSHIFT];
+    MFE_CHECK(nd->blob_n[MFE_WHT_B_THRESH] == n && nd->blob_n[MFE_WHT_B_TABLE] == (smooth ? TERMS * TLEN : 0) &&
+              nd->blob_n[MFE_WHT_B_CSCALE] == (scaled ? n : 0), "threshold/table/scale sizes wrong");
+    MFE_CHECK(!scaled || ((int64_t)128 * n + 1) << sshift <= INT32_MAX,
+              "sshift=%d lets z * scale (|z| <= 128 n) leave int32", sshift);
+    const int32_t *sc = nd->blob[MFE_WHT_B_CSCALE];
+    for (int32_t s = 0; scaled && s < n; s++)
+        MFE_CHECK(sc[s] >= -(1 << sshift) && sc[s] <= 1 << sshift, "cscale outside [-2^sshift, 2^sshift] (sshift=%d)",
+                  sshift);
+    wht_prep *w = calloc(1, sizeof *w + sizeof(int32_t) * (size_t)n * (scaled ? 2 : 1));
     if (!w) MFE_FAIL(MFE_ENOMEM, "out of memory");
     nd->prep = w;  /* freed with the model, also when a check below fails */
     const int32_t *t = nd->blob[MFE_WHT_B_THRESH];
@@ -629,6 +650,7 @@ int mfe_prepare_wht(const mfe_model *m, mfe_node *nd, char *err, size_t errlen) 
         int32_t gray = s ^ (s >> 1), nat = 0;
         for (int32_t b = 0; b < k; b++) nat |= ((gray >> b) & 1) << (k - 1 - b);
         w->thresh[nd->a[MFE_WHT_ORDER] ? nat : s] = t[s] < T_CAP ? t[s] : T_CAP;
+        if (scaled) w->thresh[n + (nd->a[MFE_WHT_ORDER] ? nat : s)] = sc[s];
     }
     const int8_t *codes = nd->blob[MFE_WHT_B_TABLE];
     for (int j = 0; smooth && j < TERMS; j++)
@@ -637,7 +659,7 @@ int mfe_prepare_wht(const mfe_model *m, mfe_node *nd, char *err, size_t errlen) 
             w->codes[i] |= (int32_t)((uint32_t)(uint8_t)code << (8 * j));
             w->terms[j][i] = (uint8_t)(code ? (code < 0 ? -code : code) - 1 + (code < 0 ? 128 : 0) : 31);
         }
-    /* |z'| <= 3|z| and ||z||_1 <= 128 n^1.5: bounded by 3 * 2^7 * 2^21 < 2^31 for n <= 2^14 */
+    /* |z'| <= 3|z| (|scale| <= 2^sshift) and ||z||_1 <= 128 n^1.5: bounded by 3 * 2^7 * 2^21 < 2^31 for n <= 2^14 */
     /* two block buffers (wht_fused), then zero-padded input and output pixels of a short block */
     nd->scratch = 2 * sizeof(int32_t) * ROWS(n) * P + (size_t)P * (x->c + cout);
     return MFE_OK;
@@ -646,8 +668,11 @@ int mfe_prepare_wht(const mfe_model *m, mfe_node *nd, char *err, size_t errlen) 
 void mfe_run_wht(const mfe_ctx *c, const void *in0, const void *in1, void *out) {
     (void)in1;
     const mfe_node *nd = c->nd;
+    const wht_prep *w = nd->prep;
+    const int32_t sshift = nd->a[MFE_WHT_SSHIFT];
     wht_args a = {nd->a[MFE_WHT_N], 0, c->x->c, c->y->c, nd->a[MFE_WHT_MODE], nd->a[MFE_WHT_TSHIFT],
-                  nd->a[MFE_WHT_RESIDUAL], 0, nd->a[MFE_WHT_ACT_LO], nd->a[MFE_WHT_ACT_HI], nd->prep};
+                  nd->a[MFE_WHT_RESIDUAL], 0, nd->a[MFE_WHT_ACT_LO], nd->a[MFE_WHT_ACT_HI], w,
+                  nd->a[MFE_WHT_SCALED] ? w->thresh + nd->a[MFE_WHT_N] : NULL, sshift, sshift ? 1 << (sshift - 1) : 0};
     while ((1 << a.k) < a.n) a.k++;
     a.shift = a.k + nd->a[MFE_WHT_OSHIFT];
     const int64_t pixels = (int64_t)c->n * c->x->h * c->x->w, blocks = (pixels + P - 1) / P;

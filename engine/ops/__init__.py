@@ -72,6 +72,8 @@ class Op:
     cost: Callable[[NodeView], Cost]
     # NodeView -> largest |int32 accumulator| the node can reach (the no-wrap proof); None: no accumulator
     acc_bound: Callable[[NodeView], int] | None = None
+    # NodeView -> None; raises ValueError where values break a rule across attributes and blobs
+    check: Callable[[NodeView], None] | None = None
     doc: str = ""
 
     def attr_index(self, name: str) -> int:

@@ -1,7 +1,8 @@
-"""wht: the Walsh-Hadamard layer of seed 000 in integers, add/subtract only.
+"""wht: the Walsh-Hadamard layer of seed 000 in integers, add/subtract only (an optional scale aside).
 
-x (int8, C_in channels) -> zero-pad to n = 2^k -> z = H x (unnormalised FWHT) -> threshold every
-coefficient but DC -> v = H z', cropped to C_out (+ x << k if residual) -> clamp(rshift_round(v, k + oshift)).
+x (int8, C_in channels) -> zero-pad to n = 2^k -> z = H x (unnormalised FWHT) -> optional per-coefficient
+scale z = rshift_round(z * cscale, sshift) -> threshold every coefficient but DC -> v = H z', cropped to
+C_out (+ x << k if residual) -> clamp(rshift_round(v, k + oshift)).
 With orthonormal float semantics y = H T(H x / sqrt n) / sqrt n, oshift = 0 keeps the input's scale s
 and oshift = e gives s * 2^e (more range, or with e < 0 more precision); a float threshold T_f maps to
 T = round(T_f * sqrt(n) / s) in these units.
@@ -11,6 +12,11 @@ Thresholds (per coefficient, T[0] unused):
   smooth: sign(z) * tanh(|z| * s_z) * max(|z| - T, 0), s_z = s / sqrt(n). The tanh factor comes from a
           256-entry table indexed by min(|z| >> g, 255); each entry is up to three signed powers of two,
           so f * r = sum(+-(r >> e)): shifts and adds, no multiply. See smooth_table / smooth_error_bound.
+Scale (scaled = 1): H diag(cscale) H is a learned dyadic convolution over the channels, the only learned
+channel mixing the layer has (without it, H T(H x) is x plus thresholding residue). |cscale| <= 2^sshift
+keeps |z| from growing, so the accumulator bound holds as without scale; the converter moves the largest
+factor into the output tensor's scale. n multiplies per pixel, none where every cscale is a
+signed power of two (then a shift).
 Orderings: 'hadamard' (natural) or 'walsh' (sequency). T is stored in the chosen ordering; both orders
 give the same natural-order thresholds after the permutation (DC is index 0 in both).
 """
@@ -51,7 +57,7 @@ def walsh_to_natural(n: int) -> np.ndarray:
     return np.array([int(format(v, f"0{k}b")[::-1], 2) if k else 0 for v in g], dtype=np.int64)
 
 
-def natural_thresholds(t: np.ndarray, order: int) -> np.ndarray:
+def natural_order(t: np.ndarray, order: int) -> np.ndarray:
     if order == HADAMARD:
         return t.astype(np.int64)
     nat = np.empty(len(t), dtype=np.int64)
@@ -86,6 +92,8 @@ def wht_shape(a: dict[str, int], ins: list) -> tuple[int, int, int]:
         raise ValueError(f"n={n} must be >= max(cin={c}, cout={a['cout']})")
     if a["residual"] and c != a["cout"]:
         raise ValueError("residual wht needs cin == cout")
+    if a["scaled"] and (128 * n + 1) << a["sshift"] > 2**31 - 1:
+        raise ValueError(f"sshift={a['sshift']} lets z * scale (|z| <= 128 n) leave int32")
     if not 0 <= n.bit_length() - 1 + a["oshift"] <= 31:
         raise ValueError(f"oshift={a['oshift']} makes the output shift log2(n) + oshift leave [0, 31]")
     return (h, w, a["cout"])
@@ -97,9 +105,12 @@ def wht_reference(v: NodeView, xs: list[np.ndarray]) -> np.ndarray:
     x = xs[0].astype(np.int64)
     xp = np.zeros((*x.shape[:-1], n), dtype=np.int64)
     xp[..., : x.shape[-1]] = x
-    t = natural_thresholds(v.blobs["thresh"], a["order"])
+    t = natural_order(v.blobs["thresh"], a["order"])
     table = v.blobs["table"].reshape(TABLE_TERMS, TABLE_LEN) if a["mode"] == SMOOTH else None
-    z = threshold(fwht(xp), t, a["mode"], a["tshift"], table)
+    z = fwht(xp)
+    if a["scaled"]:
+        z = rshift_round(z * natural_order(v.blobs["cscale"], a["order"]), a["sshift"])
+    z = threshold(z, t, a["mode"], a["tshift"], table)
     k = n.bit_length() - 1
     v = fwht(z)[..., :cout] + (x << k if a["residual"] else 0)
     return np.clip(rshift_round(v, k + a["oshift"]), a["act_lo"], a["act_hi"]).astype(np.int8)
@@ -110,7 +121,17 @@ def wht_cost(v: NodeView) -> Cost:
     n, k = v.attrs["n"], v.attrs["n"].bit_length() - 1
     per_coef = 2 + (TABLE_TERMS if v.attrs["mode"] == SMOOTH else 0)
     adds = 2 * n * k + (n - 1) * per_coef + v.attrs["cout"] * (1 + v.attrs["residual"])  # + rounding, residual
-    return Cost(0, h * w * adds)
+    mults = 0
+    if v.attrs["scaled"]:
+        s = np.abs(v.blobs["cscale"].astype(np.int64))
+        mults = int(np.count_nonzero(s & (s - 1)))  # a power of two (or 0) is a shift
+        adds += n  # the rounding
+    return Cost(h * w * mults, h * w * adds)
+
+
+def wht_check(v: NodeView) -> None:
+    if v.attrs["scaled"] and np.abs(v.blobs["cscale"].astype(np.int64)).max(initial=0) > 1 << v.attrs["sshift"]:
+        raise ValueError(f"cscale outside [-2^sshift, 2^sshift] (sshift={v.attrs['sshift']})")
 
 
 register(Op(
@@ -118,16 +139,22 @@ register(Op(
     attrs=(Attr("cout", 1, 1 << MAX_LOG2N), Attr("n", 2, 1 << MAX_LOG2N, "transform size, power of two"),
            Attr("order", 0, 1, "0 hadamard, 1 walsh"), Attr("mode", 0, 1, "0 soft, 1 smooth"),
            Attr("residual", 0, 1), Attr("tshift", 0, 31, "smooth table index shift g"),
-           Attr("oshift", -14, 31, "output scale = input scale * 2^oshift"), *ACT),
+           Attr("oshift", -14, 31, "output scale = input scale * 2^oshift"),
+           Attr("scaled", 0, 1, "1: per-coefficient scale before the thresholds"),
+           Attr("sshift", 0, 23, "scale step 2^-sshift; |cscale| <= 2^sshift"), *ACT),
     blobs=(Blob("thresh", "int32", doc="n thresholds >= 0 in the chosen ordering; [0] unused", lo=0),
-           Blob("table", "int8", doc="smooth only: 3 x 256 shift codes", lo=-32, hi=32)),
+           Blob("table", "int8", doc="smooth only: 3 x 256 shift codes", lo=-32, hi=32),
+           Blob("cscale", "int32", doc="scaled only: n factors in the chosen ordering, |cscale| <= 2^sshift",
+                lo=-(1 << 23), hi=1 << 23)),
     out_dtypes=("int8",), shape=wht_shape,
     blob_shapes=lambda v: {"thresh": (v.attrs["n"],),
-                           "table": (TABLE_TERMS * TABLE_LEN,) if v.attrs["mode"] == SMOOTH else (0,)},
-    reference=wht_reference, cost=wht_cost,
-    # |z'| <= 3|z| (three table terms); ||z||_1 <= sqrt(n) ||Hx||_2 = n ||x||_2 <= 128 n^1.5
+                           "table": (TABLE_TERMS * TABLE_LEN,) if v.attrs["mode"] == SMOOTH else (0,),
+                           "cscale": (v.attrs["n"],) if v.attrs["scaled"] else (0,)},
+    reference=wht_reference, cost=wht_cost, check=wht_check,
+    # |z'| <= 3|z| (three table terms, |cscale| <= 2^sshift); ||z||_1 <= sqrt(n) ||Hx||_2 = n ||x||_2 <= 128 n^1.5
     acc_bound=lambda v: 3 * 128 * math.isqrt(v.attrs["n"] ** 3) + 128 * v.attrs["n"] + 256,
-    doc="FWHT, integer thresholds, FWHT, crop, optional residual, >> (log2 n + oshift), clamp",
+    doc="FWHT, optional per-coefficient scale, integer thresholds, FWHT, crop, optional residual, "
+        ">> (log2 n + oshift), clamp",
 ))
 
 
