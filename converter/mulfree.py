@@ -6,8 +6,9 @@ The rule, in one place:
   of two in the log domain; `scale` is a power of two per output channel (per tensor for the classifier and
   the Hadamard depthwise layers), the one that sends the largest |w| to 64; weights below 2^-0.5 * scale
   become 0 (`pow2_weights`);
-* a BatchNorm scale that cannot be folded into weights (after a WHT or Hadamard depthwise layer) and the
-  1/(h*w) of the global average pool become the nearest power of two (`pow2_nearest`);
+* a BatchNorm scale that cannot be folded into weights (after a WHT or Hadamard depthwise layer), a WHT
+  layer's per-coefficient scale V and the 1/(h*w) of the global average pool become the nearest power of
+  two (`pow2_nearest`);
 * activation scales are powers of two (`pow2_act_scale`), so every requantisation factor
   (input scale * weight scale / output scale) is an exact power of two: a shift, with no second rounding.
 The integer model then follows from the float weights and BatchNorm parameters alone (and the activation
@@ -163,6 +164,17 @@ class _AvgPool(nn.Module):
         return x.mean((2, 3), keepdim=True) * (pow2_nearest(torch.tensor(1.0 / hw)).item() * hw)
 
 
+class _Wht(nn.Module):
+    """A WHT layer with per-coefficient scales V: each becomes the nearest power of two (a shift)."""
+    def __init__(self, wht: nn.Module):
+        super().__init__()
+        self.wht = wht
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        v = self.wht.V
+        return self.wht.transform(x, _ste(v, pow2_nearest(v.detach())))
+
+
 def fake_quant(model: nn.Module, std: list[float]) -> fx.GraphModule:
     """A view of `model` whose forward pass computes what `convert --mulfree` will build from it (with input
     normalisation std): BatchNorm folded with its running statistics (frozen: the view never updates them),
@@ -212,6 +224,8 @@ def fake_quant(model: nn.Module, std: list[float]) -> fx.GraphModule:
             continue
         elif layer.kind == "avgpool":
             swap(head, name, _AvgPool())
+        elif layer.kind == "wht" and mod.V is not None:
+            swap(head, name, _Wht(mod))
         if bns:  # folded into the layer above
             bns[0].target = identity
     for layer in layers[:-1]:  # the logits stay int32

@@ -173,16 +173,31 @@ class Quantizer:
         x, sx = self._input(layer)
         m = layer.module
         n, k = m.n, m.n.bit_length() - 1
-        # output scale sx * 2^oshift: the smallest power-of-two step whose int8 range holds the output
+        # A scaled layer computes c S(V/c z) with c = 2^ec >= max|V| (soft is homogeneous; smooth's tanh gets
+        # c in its slope), so the integer scales stay within 2^sshift and c joins the output step.
+        v = _np(m.V) if m.V is not None else None
+        ec = math.ceil(math.log2(np.abs(v).max())) if v is not None and np.abs(v).max() > 0 else 0
+        if m.residual:  # x << k joins the sum at the input's step: no factor may stand between them
+            if ec > 0:
+                raise ConvertError(f"{layer.name}: a residual WHT layer needs its scales V within [-1, 1]")
+            ec = 0
+        c = 2.0 ** ec
+        # output scale sx * 2^o: the smallest power-of-two step whose int8 range holds the output
         want = self.out_scale(layer) / sx
-        oshift = int(np.clip(math.ceil(math.log2(want) - 1e-9), -k, 31 - k))
-        sy = sx * 2.0 ** oshift
-        t_int = np.clip(np.rint(_np(m.T.clamp(min=0)) * math.sqrt(n) / sx), 0, INT32_MAX).astype(np.int64)
+        o = int(np.clip(math.ceil(math.log2(want) - 1e-9), -k + ec, 31 - k + ec))
+        sy = sx * 2.0 ** o
+        t_int = np.clip(np.rint(_np(m.T.clamp(min=0)) / c * math.sqrt(n) / sx), 0, INT32_MAX).astype(np.int64)
         mode = SMOOTH if m.mode == "smooth" else SOFT
-        g, table = smooth_table(sx / math.sqrt(n)) if mode == SMOOTH else (0, np.zeros(0))
+        g, table = smooth_table(c * sx / math.sqrt(n)) if mode == SMOOTH else (0, np.zeros(0))
+        scaled = {}
+        if v is not None:
+            sshift = ((INT32_MAX // (128 * n + 1)).bit_length() - 1)  # z * cscale stays inside int32
+            top = 2.0 ** sshift
+            cs = _pow2(pow2_round, v / c * top, top) if self.mulfree else np.rint(v / c * top)
+            scaled = {"scaled": 1, "sshift": sshift, "cscale": cs.astype(np.int64)}
         t = self.b.add("wht", x, name=layer.name, scale=sy, cout=m.out_channels, n=n,
                        order=int(m.ordering == "walsh"), mode=mode, residual=int(m.residual), tshift=g,
-                       thresh=t_int, table=table.ravel(), oshift=oshift, **act_bounds(layer.act, sy))
+                       thresh=t_int, table=table.ravel(), oshift=o - ec, **scaled, **act_bounds(layer.act, sy))
         return t, sy
 
     def _affine(self, layer: Layer, last: bool) -> tuple[int, float]:

@@ -32,6 +32,9 @@ def randomise_stats(model: nn.Module, seed: int = 0) -> nn.Module:
             m.bias.data.copy_(torch.rand(m.num_features, generator=g) * 0.4 - 0.2)
         if isinstance(m, WHT):
             m.T.data.copy_(torch.rand(m.n, generator=g) * 0.3)
+            if m.V is not None:  # factors past 1 (the converter moves 2^ceil(log2 max|V|) out) and negative ones
+                m.V.data.copy_((torch.rand(m.n, generator=g) * 2.5 + 0.2) * torch.where(
+                    torch.rand(m.n, generator=g) < 0.2, -1.0, 1.0))
     return model.eval()
 
 
@@ -51,12 +54,12 @@ def fidelity(model: nn.Module, **kw) -> tuple[float, float, engine.Model]:
 
 
 class Every(nn.Module):
-    """One of each supported layer, in both WHT orderings and modes and both Hadamard operators."""
+    """One of each supported layer, in both WHT orderings and modes (one with scales) and both Hadamard operators."""
     def __init__(self):
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(1, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU6())
         self.dw = nn.Sequential(nn.Conv2d(16, 16, 3, 2, 1, groups=16), nn.BatchNorm2d(16), nn.ReLU())
-        self.wht = nn.Sequential(WHT(16, 24, "smooth", "walsh"), nn.BatchNorm2d(24), nn.ReLU6())
+        self.wht = nn.Sequential(WHT(16, 24, "smooth", "walsh", scale=True), nn.BatchNorm2d(24), nn.ReLU6())
         self.hdw = nn.Sequential(HadamardDepthwise(24, 1, "min"), nn.BatchNorm2d(24), nn.ReLU6())
         self.hdw_ef = nn.Sequential(HadamardDepthwise(24, 2, "ef"), nn.BatchNorm2d(24))
         self.wht_res = WHT(24, 24, "soft", "hadamard", residual=True)
@@ -81,6 +84,7 @@ def test_every_layer_tracks_float():
 
 
 @pytest.mark.parametrize("arch,cfg", [("mbv2", {"width": 0.5}), ("mbv2-wht", {"width": 0.5}),
+                                      ("mbv2-wht", {"width": 0.5, "wht_scale": True}),
                                       ("mbv2-thesis", {"width": 0.5}), ("resnet20-structured", {})])
 def test_project_models_convert(arch, cfg):
     torch.manual_seed(1)
@@ -114,14 +118,23 @@ def test_stock_modules_convert():
     assert corr > 0.99 and agree > 0.9, (corr, agree)
 
 
-def test_mulfree_has_no_multiplies():
+@pytest.mark.parametrize("wht_scale", [False, True])
+def test_mulfree_has_no_multiplies(wht_scale):
     from engine.inspect import report
     torch.manual_seed(3)
-    model = randomise_stats(build("mbv2-wht", in_channels=1, width=0.5))
+    model = randomise_stats(build("mbv2-wht", in_channels=1, width=0.5, wht_scale=wht_scale))
     corr, _, m = fidelity(model, mulfree=True)
     rep = report(m.graph)
     assert rep["totals"]["multiplies"] == 0 and rep["totals"]["adds"] > 0
     assert corr > 0.5  # powers of two are coarse before fine-tuning; the graph still tracks the float model
+
+
+def test_residual_wht_with_large_scales_is_refused():
+    m = WHT(8, 8, "soft", residual=True, scale=True)
+    m.V.data.fill_(1.5)
+    with pytest.raises(ConvertError, match="residual WHT layer needs its scales V within"):
+        convert(nn.Sequential(nn.Conv2d(1, 8, 3, 1, 1), m, nn.Flatten(1), nn.Linear(8 * 28 * 28, 10)).eval(),
+                IMAGES[:8], MEAN, STD)
 
 
 def test_unsupported_module_is_named():

@@ -53,7 +53,7 @@ def test_orderings_against_scipy(n):
     assert walsh_permutation(n) == by_seq
 
 
-def wht_reference(x, t, n, cout, mode, ordering, residual):
+def wht_reference(x, t, n, cout, mode, ordering, residual, v=None):
     """Independent definition from scipy's matrix, ordering by counted sequency."""
     h = scipy.linalg.hadamard(n).astype(np.float64)
     if ordering == "walsh":
@@ -62,6 +62,8 @@ def wht_reference(x, t, n, cout, mode, ordering, residual):
     xp = np.zeros((b, n) + x.shape[2:])
     xp[:, :c] = x
     z = np.einsum("ij,bj...->bi...", h, xp) / math.sqrt(n)
+    if v is not None:
+        z = z * v.reshape((1, n) + (1,) * (x.ndim - 2))
     tt = np.maximum(t, 0).reshape((1, n) + (1,) * (x.ndim - 2))
     f = np.sign(z) if mode == "soft" else np.tanh(z)
     zt = f * np.maximum(np.abs(z) - tt, 0)
@@ -73,15 +75,19 @@ def wht_reference(x, t, n, cout, mode, ordering, residual):
 @pytest.mark.parametrize("cin,cout", [(5, 5), (3, 7), (12, 5), (16, 16), (96, 40), (1, 3)])
 @pytest.mark.parametrize("mode", ["soft", "smooth"])
 @pytest.mark.parametrize("ordering", ["hadamard", "walsh"])
-def test_wht_layer_matches_definition(cin, cout, mode, ordering):
+@pytest.mark.parametrize("scale", [False, True])
+def test_wht_layer_matches_definition(cin, cout, mode, ordering, scale):
     torch.manual_seed(cin * 31 + cout)
     residual = cin == cout
-    m = WHT(cin, cout, mode, ordering, residual=residual).double()
+    m = WHT(cin, cout, mode, ordering, residual=residual, scale=scale).double()
     assert m.n == next_pow2(max(cin, cout)) and m.T.shape == (m.n,)
     with torch.no_grad():
         m.T.uniform_(-0.1, 0.4)          # some negative: forward clamps at 0
+        if scale:
+            m.V.uniform_(-2, 2)
     x = torch.randn(2, cin, 3, 2, dtype=torch.float64)
-    want = wht_reference(x.numpy(), m.T.detach().numpy(), m.n, cout, mode, ordering, residual)
+    want = wht_reference(x.numpy(), m.T.detach().numpy(), m.n, cout, mode, ordering, residual,
+                         m.V.detach().numpy() if scale else None)
     np.testing.assert_allclose(m(x).detach().numpy(), want, atol=1e-10)
     np.testing.assert_allclose(m.reference_forward(x).detach().numpy(), want, atol=1e-10)
 
@@ -90,6 +96,18 @@ def test_wht_zero_threshold_soft_is_pad_and_crop():
     m = WHT(6, 6, "soft", init_threshold=0.0).double()
     x = torch.randn(2, 6, 4, 4, dtype=torch.float64)
     torch.testing.assert_close(m(x), x)       # orthonormal, T = 0: identity
+
+
+def test_wht_scale_is_a_dyadic_convolution():
+    """With T = 0 (soft), the scaled layer is y[i] = sum_j x[j] g[i xor j], g = H V / n: learned channel mixing."""
+    n = 16
+    m = WHT(n, n, "soft", init_threshold=0.0, scale=True).double()
+    with torch.no_grad():
+        m.V.uniform_(-1, 1)
+    g = scipy.linalg.hadamard(n) @ m.V.detach().numpy() / n
+    x = torch.randn(3, n, 1, 1, dtype=torch.float64)
+    want = np.stack([[x[b, :, 0, 0].numpy() @ g[i ^ np.arange(n)] for i in range(n)] for b in range(3)])
+    np.testing.assert_allclose(m(x)[:, :, 0, 0].detach().numpy(), want, atol=1e-12)
 
 
 def test_wht_clamp_and_attributes():

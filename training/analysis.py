@@ -4,8 +4,9 @@
 per image (BatchNorm is assumed folded; residual additions, pooling and
 activations are not counted):
 
-* ``mul_macs``: multiply-accumulates of ordinary Conv2d / Linear layers and
-  the small conv of a decomposed StructuredConv2d;
+* ``mul_macs``: multiply-accumulates of ordinary Conv2d / Linear layers,
+  the small conv of a decomposed StructuredConv2d and the n per-coefficient
+  scales of a scaled WHT layer;
 * ``free_ops``: multiplication-free accumulate operations: FWHT butterflies,
   thresholding (soft; smooth too, since the integer engine evaluates
   tanh(|z| s) * r with a table of signed powers of two, i.e. shifts and
@@ -32,7 +33,7 @@ def _wht_ops(m: WHT) -> tuple[int, int]:
     """(free, mul) operations per pixel for one WHT layer."""
     mi, mo, n = next_pow2(m.in_channels), next_pow2(m.out_channels), m.n
     free = mi * _log2(mi) + (n - 1) + (n - mo) + mo * _log2(mo)
-    return free, 0
+    return free, n if m.V is not None else 0
 
 
 def op_counts(model: nn.Module, input_shape: tuple[int, int, int]) -> dict:

@@ -126,12 +126,17 @@ class WHT(nn.Module):
     """Walsh-Hadamard layer replacing a 1x1 convolution (see module doc).
 
     Attributes used by the integer converter: ``n``, ``ordering``, ``mode``,
-    ``residual``, ``in_channels``, ``out_channels`` and the parameter ``T``
-    (shape (n,), T[0] unused)."""
+    ``residual``, ``in_channels``, ``out_channels``, the parameter ``T``
+    (shape (n,), T[0] unused) and, with ``scale=True``, the parameter ``V``
+    (shape (n,), init 1): every coefficient is multiplied by V before the
+    thresholds, so H diag(V) H is a learned dyadic convolution over channels.
+    Without V the layer has no learned channel mixing: with T = 0 it is the
+    identity (padded and cropped), so all it learns is which coefficients to
+    shrink."""
 
     def __init__(self, in_channels: int, out_channels: int, mode: str = "smooth",
                  ordering: str = "hadamard", residual: bool = False,
-                 init_threshold: float | str = "uniform"):
+                 init_threshold: float | str = "uniform", scale: bool = False):
         super().__init__()
         if mode not in ("soft", "smooth"):
             raise ValueError(f"mode must be 'soft' or 'smooth', not {mode!r}")
@@ -156,6 +161,7 @@ class WHT(nn.Module):
         else:
             t = torch.full((self.n,), float(init_threshold))
         self.T = nn.Parameter(t)
+        self.V = nn.Parameter(torch.ones(self.n)) if scale else None
         if ordering == "walsh":
             perm = walsh_permutation(self.n)
             inv = [0] * self.n
@@ -176,6 +182,10 @@ class WHT(nn.Module):
         return self.T.clamp(min=0)[self._t_index]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.transform(x, self.V)
+
+    def transform(self, x: torch.Tensor, v: torch.Tensor | None) -> torch.Tensor:
+        """The layer with scales v (shape (n,), chosen ordering) in place of V (None: unscaled)."""
         c = x.shape[1]
         if c != self.in_channels:
             raise ValueError(f"WHT expects {self.in_channels} channels, got {c}")
@@ -189,6 +199,8 @@ class WHT(nn.Module):
         z = fwht(xp, 1) * scale
         if m < n:
             z = z.repeat(1, n // m, *([1] * (x.dim() - 2)))
+        if v is not None:  # learned channel mixing: H diag(v) H is a dyadic convolution
+            z = z * v[self._t_index].view(1, -1, *([1] * (x.dim() - 2)))
         t = self.thresholds_natural()[1:].view(1, -1, *([1] * (x.dim() - 2)))
         zc = z[:, 1:]
         mag = F.relu(zc.abs() - t)
@@ -212,6 +224,8 @@ class WHT(nn.Module):
         h = hadamard_matrix(n).to(x) / math.sqrt(n)
         xp = F.pad(x, (0, 0, 0, 0, 0, n - x.shape[1]))
         z = torch.einsum("ij,bj...->bi...", h, xp)
+        if self.V is not None:
+            z = z * self.V[self._t_index].view(1, -1, *([1] * (x.dim() - 2)))
         t = self.thresholds_natural().view(1, -1, *([1] * (x.dim() - 2)))
         f = torch.sign(z) if self.mode == "soft" else torch.tanh(z)
         zt = f * F.relu(z.abs() - t)

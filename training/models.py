@@ -13,6 +13,9 @@ Architectures (inputs 1x28x28 Fashion-MNIST or 3x32x32 CIFAR-10, set with
   (17 bottlenecks + last conv), i.e. the last 96-channel block, the 160 and
   320 stages and the last conv: 510K parameters on CIFAR-10 (seed: 540K).  Every WHT/HadamardDepthwise is followed
   by a standard BatchNorm2d (foldable into a per-channel affine).
+  ``wht_scale=True`` gives every WHT layer per-coefficient scales V (see
+  ``WHT``): the learned channel mixing the plain layer lacks, n parameters
+  per layer.
 * ``mbv2-thesis``: seed 002's variant: only the last 1x1 conv 320 -> 1280 is a
   WHT layer (soft thresholding, Walsh ordering).  ``thesis_faithful=True``
   rebuilds the thesis' failing head (the WHT replaces conv+BN+ReLU6 and feeds
@@ -64,14 +67,16 @@ def _conv_bn_act(cin, cout, k=3, stride=1, groups=1):
 
 class InvertedResidual(nn.Module):
     def __init__(self, inp, oup, stride, expand_ratio, wht=False, wht_mode="smooth",
-                 ordering="hadamard", dw_op="min", init_threshold="uniform", bn_eps=1e-5):
+                 ordering="hadamard", dw_op="min", init_threshold="uniform", bn_eps=1e-5,
+                 wht_scale=False):
         super().__init__()
         hidden = int(round(inp * expand_ratio))
         self.use_res = stride == 1 and inp == oup
         layers: list[nn.Module] = []
         if expand_ratio != 1:
             if wht:
-                layers += [WHT(inp, hidden, wht_mode, ordering, init_threshold=init_threshold),
+                layers += [WHT(inp, hidden, wht_mode, ordering, init_threshold=init_threshold,
+                               scale=wht_scale),
                            nn.BatchNorm2d(hidden, eps=bn_eps),
                            nn.ReLU6(inplace=True)]
             else:
@@ -82,7 +87,8 @@ class InvertedResidual(nn.Module):
         else:
             layers += [_conv_bn_act(hidden, hidden, 3, stride, groups=hidden)]
         if wht:
-            layers += [WHT(hidden, oup, wht_mode, ordering, init_threshold=init_threshold),
+            layers += [WHT(hidden, oup, wht_mode, ordering, init_threshold=init_threshold,
+                               scale=wht_scale),
                        nn.BatchNorm2d(oup, eps=bn_eps)]
         else:
             layers += [nn.Conv2d(hidden, oup, 1, bias=False), nn.BatchNorm2d(oup)]
@@ -100,7 +106,7 @@ class MobileNetV2(nn.Module):
                  last_mode: str | None = None, last_ordering: str | None = None,
                  thesis_faithful: bool = False, wht_init_threshold: float | str = "uniform",
                  freeze_thresholds: bool = False, last_channels: int | None = None,
-                 wht_bn_eps: float = 0.1,
+                 wht_bn_eps: float = 0.1, wht_scale: bool = False,
                  dropout: float = 0.2):
         super().__init__()
         inp = _make_divisible(32 * width)
@@ -113,13 +119,13 @@ class MobileNetV2(nn.Module):
                 use_wht = wht_from is not None and idx >= wht_from
                 feats.append(InvertedResidual(inp, oup, s if i == 0 else 1, t, use_wht,
                                               wht_mode, ordering, dw_op, wht_init_threshold,
-                                              wht_bn_eps))
+                                              wht_bn_eps, wht_scale))
                 inp = oup
                 idx += 1
         self.num_blocks = idx
         if wht_last:
             layer = WHT(inp, last, last_mode or wht_mode, last_ordering or ordering,
-                        init_threshold=wht_init_threshold)
+                        init_threshold=wht_init_threshold, scale=wht_scale)
             if thesis_faithful:
                 feats.append(layer)          # thesis: WHT feeds the pooling directly
             else:
