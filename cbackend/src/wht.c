@@ -264,9 +264,10 @@ static void fwht_stages__simd(int32_t *buf, int32_t n, int32_t h0, int32_t h1) {
 }
 
 /* threshold1 on a row: scale; then (but DC) soft: max(z - T, 0) + min(z + T, 0); smooth: sign(z) * sum of
- * +-(max(|z| - T, 0) >> e) from the table */
-static inline vec threshold_vec(vec z, int32_t c, const wht_args *a) {
-    if (a->scale) z = V_SRA(V_ADD(V_MUL(z, V_SET1(a->scale[c])), V_SET1(a->shalf)), a->sshift);
+ * +-(max(|z| - T, 0) >> e) from the table. `scaled` (a->scale != NULL) is a constant where this is inlined,
+ * so unscaled layers pay nothing for the option. */
+static inline vec threshold_vec(vec z, int32_t c, const wht_args *a, const int scaled) {
+    if (scaled) z = V_SRA(V_ADD(V_MUL(z, V_SET1(a->scale[c])), V_SET1(a->shalf)), a->sshift);
     if (!c) return z;
     const vec zero = V_SET1(0), t = V_SET1(a->w->thresh[c]);
     if (!a->smooth) return V_ADD(V_MAX(V_SUB(z, t), zero), V_MIN(V_ADD(z, t), zero));
@@ -294,7 +295,10 @@ static inline vec threshold_vec(vec z, int32_t c, const wht_args *a) {
 }
 
 static void threshold_rows__simd(int32_t *buf, const wht_args *a) {
-    for (int32_t c = 0; c < a->n; c++) V_ST(ROW(buf, c), threshold_vec(V_LD(ROW(buf, c)), c, a));
+    if (a->scale)
+        for (int32_t c = 0; c < a->n; c++) V_ST(ROW(buf, c), threshold_vec(V_LD(ROW(buf, c)), c, a, 1));
+    else
+        for (int32_t c = 0; c < a->n; c++) V_ST(ROW(buf, c), threshold_vec(V_LD(ROW(buf, c)), c, a, 0));
 }
 
 #ifdef MFE_ISA_AVX2
@@ -496,8 +500,8 @@ static inline vec coef(const coef_src *s, int32_t c) {
     return c & s->half ? V_SUB(lo, hi) : V_ADD(lo, hi);
 }
 
-static inline vec thresholded(const coef_src *s, int32_t c, const wht_args *a) {
-    return threshold_vec(coef(s, c), c, a);
+static inline vec thresholded(const coef_src *s, int32_t c, const wht_args *a, const int scaled) {
+    return threshold_vec(coef(s, c), c, a, scaled);
 }
 
 /* Rows past n/2 that a split (above) needs: the span of those past n/2, when that is under n/2 (else 0). */
@@ -516,7 +520,8 @@ static int32_t split_span(int32_t c, int32_t n) {
  *        m_out (sum over the n / m_out blocks), by the same identity transposed; for cout just past n/2,
  *        the lower half is H_{n/2}(z'_lo + z'_hi) and the rest H_{n/2}(z'_lo - z'_hi), folded likewise.
  * Every folded or partial sum is a signed sum of a subset of the |z'| terms: inside the same bound. */
-static void wht_fused(const wht_args *a, int32_t *buf, const int8_t *x, int8_t *y) {
+static inline __attribute__((always_inline)) void wht_fused_(const wht_args *a, int32_t *buf, const int8_t *x, int8_t *y,
+                                                             const int scaled) {
     const int32_t n = a->n, half = n / 2, m_in = span_of(a->cin, n), m_out = span_of(a->cout, n);
     const coef_src src = {buf, m_in, half, m_in == n ? split_span(a->cin, n) : 0};
     const int32_t m_up = m_out == n ? split_span(a->cout, n) : 0;  /* > 0: the split output */
@@ -542,7 +547,7 @@ static void wht_fused(const wht_args *a, int32_t *buf, const int8_t *x, int8_t *
                 for (int k = 0; k < 8; k++) r[k] = V_LD(p[k] + t);
                 fwht8(r);
 #pragma GCC unroll 8
-                for (int k = 0; k < 8; k++) r[k] = threshold_vec(r[k], j + k * h, a);
+                for (int k = 0; k < 8; k++) r[k] = threshold_vec(r[k], j + k * h, a, scaled);
                 fwht8(r);
                 for (int k = 0; k < 8; k++) V_ST(p[k] + t, r[k]);
             }
@@ -553,8 +558,8 @@ static void wht_fused(const wht_args *a, int32_t *buf, const int8_t *x, int8_t *
         for (int32_t j0 = 0; j0 < half; j0 += SPAN(half)) {  /* top stage, thresholds, top stage of the second transform */
             int32_t *r0 = ROW(buf, j0), *r1 = ROW(buf, j0 + half);
             for (int32_t j = j0; j < j0 + SPAN(half); j++, r0 += P, r1 += P) {
-                const vec u = V_LD(r0), v = V_LD(r1), z0 = threshold_vec(V_ADD(u, v), j, a),
-                          z1 = threshold_vec(V_SUB(u, v), j + half, a);
+                const vec u = V_LD(r0), v = V_LD(r1), z0 = threshold_vec(V_ADD(u, v), j, a, scaled),
+                          z1 = threshold_vec(V_SUB(u, v), j + half, a, scaled);
                 V_ST(r0, V_ADD(z0, z1)), V_ST(r1, V_SUB(z0, z1));
             }
         }
@@ -571,7 +576,7 @@ static void wht_fused(const wht_args *a, int32_t *buf, const int8_t *x, int8_t *
             for (int32_t i = 0; i < m_up; i++) {
                 vec acc = V_SET1(0);
                 for (int32_t j = i; j < half; j += m_up) {
-                    const vec u = thresholded(&src, j, a), v = thresholded(&src, j + half, a);
+                    const vec u = thresholded(&src, j, a, scaled), v = thresholded(&src, j + half, a, scaled);
                     V_ST(ROW(z, j), V_ADD(u, v));
                     acc = V_ADD(acc, V_SUB(u, v));
                 }
@@ -581,8 +586,8 @@ static void wht_fused(const wht_args *a, int32_t *buf, const int8_t *x, int8_t *
             fwht_stages__simd(ROW(z, half), m_up, 8, m_up);
         } else {
             for (int32_t j = 0; j < m_out; j++) {
-                vec acc = thresholded(&src, j, a);
-                for (int32_t c = j + m_out; c < n; c += m_out) acc = V_ADD(acc, thresholded(&src, c, a));
+                vec acc = thresholded(&src, j, a, scaled);
+                for (int32_t c = j + m_out; c < n; c += m_out) acc = V_ADD(acc, thresholded(&src, c, a, scaled));
                 V_ST(ROW(z, j), acc);
             }
             fwht_stages__simd(z, m_out, 8, m_out);
@@ -593,6 +598,11 @@ static void wht_fused(const wht_args *a, int32_t *buf, const int8_t *x, int8_t *
         fwht8(r);
         store_group(y + c0, r, a, a->residual ? x + c0 : NULL);
     }
+}
+
+static void wht_fused(const wht_args *a, int32_t *buf, const int8_t *x, int8_t *y) {
+    if (a->scale) wht_fused_(a, buf, x, y, 1);
+    else wht_fused_(a, buf, x, y, 0);
 }
 
 /* Short blocks (the last pixels) go through the fused path too, from zero-padded copies. */
