@@ -129,7 +129,7 @@ def test_backbone_frozen_and_distilled(tmp_path):
     assert invoke(["--arch", "mbv2", "--width", "0.5", "--epochs", "1", "-o", teacher]
                   + SMOKE).exit_code == 0
     args = ["--arch", "mbv2-wht", "--width", "0.5", "--backbone", teacher, "--distill", "0.5",
-            "--schedule", "sgdr",
+            "--schedule", "sgdr", "--config", "wht_scale=true",
             "-o", out] + SMOKE
     res = invoke(args + ["--epochs", "1"])
     assert res.exit_code == 0, res.output
@@ -141,7 +141,9 @@ def test_backbone_frozen_and_distilled(tmp_path):
     assert frozen and all(torch.equal(s["state_dict"][k].float(), t["state_dict"][k].float())
                           for k in frozen)    # weights and BatchNorm statistics
     fresh = checkpoint.read(out)["state_dict"]["features.13.conv.0.T"]
-    assert fresh.abs().sum() > 0
+    assert fresh.abs().sum() > 0 and "features.13.conv.0.V" in s["state_dict"]
+    from training.zoo import _command
+    assert f" --config wht_scale=true --backbone {teacher} --distill 0.5 " in _command(s)  # JSON, as --config reads it
 
 
 def test_backbone_errors(tmp_path):

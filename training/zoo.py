@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -23,7 +24,7 @@ def _command(ck: dict) -> str:
     return ("python cli.py train --arch {arch} --dataset {dataset} --epochs {epochs} "
             "--schedule {schedule} --lr {lr} --batch-size {batch_size} --seed {seed} "
             "--width {width}{ls}{thr}{cfg}{bb} --device {device} -o RUN.pt").format(
-        cfg="".join(f" --config {k}={v}" for k, v in ck.get("config", {}).items()
+        cfg="".join(f" --config {k}={json.dumps(v)}" for k, v in ck.get("config", {}).items()
                     if k not in ("in_channels", "num_classes", "width")),
         device=targs.get("device", "cpu"),
         ls=(f" --label-smoothing {targs['label_smoothing']}"
