@@ -19,7 +19,7 @@ from . import ops
 from .graph import MAX_NODES, MAX_TENSORS, Graph, ModelError, Node, Tensor, check_tensor
 
 MAGIC = b"MFENGINE"
-VERSION = 2  # 2: wht gained scaled, sshift and the scale blob
+VERSION = 2  # 2: wht gained the attributes scaled, sshift and the blob cscale
 ALIGN = 64
 PREAMBLE = struct.Struct("<8sII Q 32s Q")  # magic, version, reserved, file_size, sha256, reserved
 HEADER = struct.Struct("<6I 5Q")  # n_tensors, n_nodes, input, output, zero_point, reserved, 5 offsets/sizes
