@@ -15,7 +15,7 @@ import torch
 
 from engine.builder import GraphBuilder
 from engine.graph import Graph
-from engine.ops.wht import SMOOTH, SOFT, smooth_table
+from engine.ops.wht import SMOOTH, SOFT, max_sshift, smooth_table
 from engine.quant import INT32_MAX, pow2_multiplier, quantize_multiplier
 
 from .errors import ConvertError
@@ -176,7 +176,8 @@ class Quantizer:
         # A scaled layer computes c S(V/c z) with c = 2^ec >= max|V| (soft is homogeneous; smooth's tanh gets
         # c in its slope), so the integer scales stay within 2^sshift and c joins the output step.
         v = _np(m.V) if m.V is not None else None
-        ec = math.ceil(math.log2(np.abs(v).max())) if v is not None and np.abs(v).max() > 0 else 0
+        vmax = float(np.abs(v).max()) if v is not None else 0.0
+        ec = math.ceil(math.log2(vmax)) if vmax > 0 else 0
         if m.residual:  # x << k joins the sum at the input's step: no factor may stand between them
             if ec > 0:
                 raise ConvertError(f"{layer.name}: a residual WHT layer needs its scales V within [-1, 1]")
@@ -191,7 +192,7 @@ class Quantizer:
         g, table = smooth_table(c * sx / math.sqrt(n)) if mode == SMOOTH else (0, np.zeros(0))
         scaled = {}
         if v is not None:
-            sshift = ((INT32_MAX // (128 * n + 1)).bit_length() - 1)  # z * cscale stays inside int32
+            sshift = max_sshift(n)
             top = 2.0 ** sshift
             cs = _pow2(pow2_round, v / c * top, top) if self.mulfree else np.rint(v / c * top)
             scaled = {"scaled": 1, "sshift": sshift, "cscale": cs.astype(np.int64)}

@@ -24,7 +24,7 @@ import pytest
 import engine
 from engine import cuda, ops
 from engine.builder import GraphBuilder
-from engine.ops.wht import smooth_table
+from engine.ops.wht import max_sshift, smooth_table
 from randgraph import EDGES, images, random_case, requant, weights
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -254,7 +254,7 @@ def test_wht_scaled(gpu, cin, cout, n):
     """Per-coefficient scale (the generic kernel): random factors, all at +-2^sshift, the widest sshift n allows."""
     rng = np.random.default_rng(cin + n)
     for mode in (0, 1):
-        for sshift in (0, 6, ((2**31 - 1) // (128 * n + 1)).bit_length() - 1):
+        for sshift in (0, 6, max_sshift(n)):
             lim = 1 << sshift
             for cscale in (rng.integers(-lim, lim + 1, n), rng.choice([-lim, lim], n)):
                 g = wht_graph((2, 3), cin, cout, n, mode, rng, order=mode, cscale=cscale, sshift=sshift)

@@ -136,8 +136,9 @@ def test_dense_im2col_shapes(cin, k, stride):
 
 
 def widest_cscale(rng: np.random.Generator, n: int) -> dict:
-    """wht's scale at the largest sshift n allows ((128 n + 1) << sshift < 2^31), some factors at +-2^sshift."""
-    sshift = ((2**31 - 1) // (128 * n + 1)).bit_length() - 1
+    """wht's scale at the largest sshift n allows (max_sshift), some factors at +-2^sshift."""
+    from engine.ops.wht import max_sshift
+    sshift = max_sshift(n)
     lim = 1 << sshift
     cscale = rng.integers(-lim, lim + 1, n)
     cscale[rng.integers(0, n, n // 4)] = rng.choice([-lim, lim], n // 4)

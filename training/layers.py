@@ -200,7 +200,7 @@ class WHT(nn.Module):
         if m < n:
             z = z.repeat(1, n // m, *([1] * (x.dim() - 2)))
         if v is not None:  # learned channel mixing: H diag(v) H is a dyadic convolution
-            z = z * v[self._t_index].view(1, -1, *([1] * (x.dim() - 2)))
+            z = self._scaled(z, v)
         t = self.thresholds_natural()[1:].view(1, -1, *([1] * (x.dim() - 2)))
         zc = z[:, 1:]
         mag = F.relu(zc.abs() - t)
@@ -218,6 +218,10 @@ class WHT(nn.Module):
             y = y + x
         return y
 
+    def _scaled(self, z: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Coefficients z (natural order on dim 1) times v (chosen ordering)."""
+        return z * v[self._t_index].view(1, -1, *([1] * (z.dim() - 2)))
+
     def reference_forward(self, x: torch.Tensor) -> torch.Tensor:
         """Literal definition with explicit +-1 matrices (tests only; slow)."""
         n = self.n
@@ -225,7 +229,7 @@ class WHT(nn.Module):
         xp = F.pad(x, (0, 0, 0, 0, 0, n - x.shape[1]))
         z = torch.einsum("ij,bj...->bi...", h, xp)
         if self.V is not None:
-            z = z * self.V[self._t_index].view(1, -1, *([1] * (x.dim() - 2)))
+            z = self._scaled(z, self.V)
         t = self.thresholds_natural().view(1, -1, *([1] * (x.dim() - 2)))
         f = torch.sign(z) if self.mode == "soft" else torch.tanh(z)
         zt = f * F.relu(z.abs() - t)

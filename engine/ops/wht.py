@@ -83,6 +83,11 @@ def threshold(z: np.ndarray, t_nat: np.ndarray, mode: int, g: int, table: np.nda
     return y
 
 
+def max_sshift(n: int) -> int:
+    """The largest sshift whose scale step keeps z * cscale + rounding inside int32: (128 n + 1) << sshift."""
+    return ((2**31 - 1) // (128 * n + 1)).bit_length() - 1
+
+
 def wht_shape(a: dict[str, int], ins: list) -> tuple[int, int, int]:
     h, w, c = ins[0]
     n = a["n"]
@@ -92,7 +97,7 @@ def wht_shape(a: dict[str, int], ins: list) -> tuple[int, int, int]:
         raise ValueError(f"n={n} must be >= max(cin={c}, cout={a['cout']})")
     if a["residual"] and c != a["cout"]:
         raise ValueError("residual wht needs cin == cout")
-    if a["scaled"] and (128 * n + 1) << a["sshift"] > 2**31 - 1:
+    if a["scaled"] and a["sshift"] > max_sshift(n):
         raise ValueError(f"sshift={a['sshift']} lets z * scale (|z| <= 128 n) leave int32")
     if not 0 <= n.bit_length() - 1 + a["oshift"] <= 31:
         raise ValueError(f"oshift={a['oshift']} makes the output shift log2(n) + oshift leave [0, 31]")
