@@ -146,8 +146,32 @@ def test_backbone_frozen_and_distilled(tmp_path):
     assert f" --config wht_scale=true --backbone {teacher} --distill 0.5 " in _command(s)  # JSON, as --config reads it
 
 
+def test_backbone_partly_frozen_from_init(tmp_path):
+    """--freeze 7: the backbone's blocks 7-12 are copied but train; --init starts the rest from a run."""
+    teacher, first, out = (str(tmp_path / f) for f in ("t.pt", "a.pt", "b.pt"))
+    assert invoke(["--arch", "mbv2", "--width", "0.5", "--epochs", "1", "-o", teacher] + SMOKE).exit_code == 0
+    bb = ["--backbone", teacher, "--distill", "0.5"]
+    assert invoke(["--arch", "mbv2-wht", "--width", "0.5", "--epochs", "1", "-o", first] + bb + SMOKE).exit_code == 0
+    res = invoke(["--init", first, "--freeze", "7", "--epochs", "1", "-o", out] + bb + SMOKE)
+    assert res.exit_code == 0, res.output
+    t, a, s = (checkpoint.read(p)["state_dict"] for p in (teacher, first, out))
+    block = lambda k, lo, hi: k.startswith(tuple(f"features.{i}." for i in range(lo, hi)))
+    assert all(torch.equal(s[k].float(), t[k].float()) for k in s if block(k, 0, 7))
+    assert any(not torch.equal(s[k].float(), t[k].float()) for k in s if block(k, 7, 13))
+    assert any(not torch.equal(s[k].float(), a[k].float()) for k in s if block(k, 13, 19))
+    ck = checkpoint.read(out)
+    assert ck["train_args"]["frozen_blocks"] == 7
+    from training.zoo import _command
+    assert f" --init {first} --backbone {teacher} --freeze 7 --distill 0.5 " in _command(ck)
+
+
 def test_backbone_errors(tmp_path):
     r = CliRunner()
+    res = r.invoke(train, ["--arch", "mbv2", "--freeze", "3", "-o", str(tmp_path / "x.pt")])
+    assert res.exit_code == 1 and "--freeze needs --backbone" in res.output
+    res = r.invoke(train, ["--arch", "mbv2-wht", "--backbone", os.path.join(ROOT, "zoo", "fmnist-mbv2.pt"),
+                           "--freeze", "14", "-o", str(tmp_path / "x.pt")] + SMOKE)
+    assert res.exit_code == 1 and "--freeze must be in [0, 13]" in res.output
     res = r.invoke(train, ["--arch", "mbv2", "--distill", "0.3", "-o", str(tmp_path / "x.pt")])
     assert res.exit_code == 1 and "--distill needs --backbone" in res.output
     res = r.invoke(train, ["--arch", "resnet20", "--backbone", os.path.join(ROOT, "zoo", "fmnist-mbv2.pt"),

@@ -77,6 +77,9 @@ Example:
 @click.option("--distill", type=float, default=0.0, show_default=True,
               help="With --backbone: weight in [0, 1) of a distillation loss toward the "
                    "backbone checkpoint's own logits (temperature 4).")
+@click.option("--freeze", type=int, default=None, metavar="N",
+              help="With --backbone: freeze only its first N blocks (default: every block it "
+                   "copies); the copied blocks past N train too, e.g. --freeze 7 in mbv2-wht.")
 @click.option("--threads", type=int, default=None, help="torch CPU threads.")
 @click.option("--max-batches", type=int, default=None,
               help="Limit batches per epoch (smoke tests).")
@@ -87,7 +90,7 @@ Example:
 def train(arch, dataset, data_dir, epochs, output, device, seed, resume, width, batch_size, lr,
           optimizer, momentum, weight_decay, schedule, sgdr_t0, sgdr_mult, label_smoothing,
           threshold_lr_scale, struct_lambda, config_items, init, finetune_mulfree, backbone,
-          distill, threads,
+          distill, freeze, threads,
           max_batches, test_limit, as_json, quiet):
     """Train a model and write a checkpoint (state_dict + arch + config +
     normalisation + test accuracy), from scratch or from a checkpoint's weights."""
@@ -126,7 +129,7 @@ def train(arch, dataset, data_dir, epochs, output, device, seed, resume, width, 
                       threshold_lr_scale=threshold_lr_scale, struct_lambda=struct_lambda,
                       config=config, threads=threads, init=init, optimizer=optimizer,
                       mulfree=finetune_mulfree is not None, backbone=backbone,
-                      distill=distill, progress=not quiet)
+                      distill=distill, freeze=freeze, progress=not quiet)
     except UserError as e:
         raise click.ClickException(str(e)) from None
     if as_json:

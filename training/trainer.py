@@ -179,12 +179,13 @@ def run(arch: str | None, dataset: str | None = None, epochs: int = 1, output: s
         threshold_lr_scale: float | None = None, struct_lambda: float = 0.0,
         config: dict | None = None, threads: int | None = None,
         init: str | None = None, mulfree: bool = False, optimizer: str = "sgd",
-        backbone: str | None = None, distill: float = 0.0,
+        backbone: str | None = None, distill: float = 0.0, freeze: int | None = None,
         progress: bool = True, log=None) -> dict:
     """Train (or resume) and return a summary dict. ``arch`` (and ``dataset``) may be None
     with ``init``: they come from that checkpoint. ``mulfree`` needs ``init`` (or a resume).
     ``backbone``: copy the leading ``features`` blocks that checkpoint shares with ``arch``
-    and keep them frozen (weights and BatchNorm statistics); ``distill`` > 0 adds that
+    and keep them frozen (weights and BatchNorm statistics), or only the first ``freeze`` of
+    them (the rest train from the backbone's weights); ``distill`` > 0 adds that
     weight of a distillation loss toward the backbone checkpoint's own logits."""
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     t_start = time.time()
@@ -200,6 +201,8 @@ def run(arch: str | None, dataset: str | None = None, epochs: int = 1, output: s
         raise UserError("--distill must be in [0, 1)")
     if distill and not backbone:
         raise UserError("--distill needs --backbone (the teacher is the backbone checkpoint)")
+    if freeze is not None and not backbone:
+        raise UserError("--freeze needs --backbone")
     if backbone and mulfree:
         raise UserError("--backbone and --finetune-mulfree do not combine")
     state = ckpt_mod.read(output) if resume and os.path.exists(output) else None
@@ -251,6 +254,7 @@ def run(arch: str | None, dataset: str | None = None, epochs: int = 1, output: s
         optimizer = targs.get("optimizer", "sgd")
         init, mulfree = targs.get("init", init), targs.get("finetune_mulfree", mulfree)
         backbone, distill = targs.get("backbone"), targs.get("distill", 0.0)
+        freeze = targs.get("freeze")
         norm = state.get("normalization", norm)
         if schedule == "onecycle":
             epochs_total = targs.get("epochs", epochs)
@@ -279,20 +283,24 @@ def run(arch: str | None, dataset: str | None = None, epochs: int = 1, output: s
     if backbone:
         bsrc = _read_checkpoint(backbone)
         bsd = ckpt_mod.float_state(bsrc)
-        frozen = shared_prefix(model, bsd)
-        if not frozen:
+        copied = shared_prefix(model, bsd)
+        if not copied:
             raise UserError(f"{backbone} ({bsrc['arch']}) shares no leading features block "
                             f"with {arch}")
+        frozen = copied if freeze is None else freeze
+        if not 0 <= frozen <= copied:
+            raise UserError(f"--freeze must be in [0, {copied}] (the blocks {backbone} shares "
+                            f"with {arch})")
         if bsrc.get("normalization", norm) != norm:
             raise UserError(f"{backbone} was trained with another input normalisation")
         if state is None:
             model.load_state_dict({k: v for k, v in bsd.items()
-                                   if k.startswith(tuple(f"features.{i}." for i in range(frozen)))},
+                                   if k.startswith(tuple(f"features.{i}." for i in range(copied)))},
                                   strict=False)
         model.features[:frozen].requires_grad_(False)
         if distill:
             teacher = ckpt_mod.model_of(bsrc).to(device)
-        log(f"backbone: features[:{frozen}] from {backbone}, frozen")
+        log(f"backbone: features[:{copied}] from {backbone}, features[:{frozen}] frozen")
     model.to(device)
 
     steps = math.ceil(len(xtr) / batch_size)
@@ -351,7 +359,7 @@ def run(arch: str | None, dataset: str | None = None, epochs: int = 1, output: s
                       max_batches=max_batches, test_limit=test_limit,
                       threshold_lr_scale=threshold_lr_scale, struct_lambda=struct_lambda,
                       device=device, init=init, finetune_mulfree=mulfree, optimizer=optimizer,
-                      backbone=backbone, distill=distill, frozen_blocks=frozen)
+                      backbone=backbone, distill=distill, freeze=freeze, frozen_blocks=frozen)
     n_params = count_params(model)
     acc = state.get("test_accuracy") if state is not None else None
     mf_acc = state.get("mulfree_accuracy") if state is not None else None
@@ -380,7 +388,7 @@ def run(arch: str | None, dataset: str | None = None, epochs: int = 1, output: s
             imgs = data_mod.augment(xtr[idx], rng, aug["pad"], aug["flip"])
             x = torch.from_numpy(data_mod.normalize(imgs, norm["mean"], norm["std"])).to(device)
             y = torch.from_numpy(ytr[idx]).to(device)
-            if frozen:
+            if backbone:  # the frozen blocks' output, shared with the teacher
                 with torch.no_grad():
                     h = model.features[:frozen](x)
                 out = model.forward_from(h, frozen)
