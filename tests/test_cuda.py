@@ -249,15 +249,21 @@ def test_wht_generic_kernel_every_size(gpu, monkeypatch):
             check(g, images(rng, 4, g.tensors[0].shape, "random"))
 
 
-@pytest.mark.parametrize("cin,cout,n", [(5, 12, 16), (96, 576, 1024), (1024, 1024, 1024), (320, 1280, 2048)])
-def test_wht_scaled(gpu, cin, cout, n):
-    """Per-coefficient scale (the generic kernel): random factors, all at +-2^sshift, the widest sshift n allows."""
+@pytest.mark.parametrize("generic", [False, True])
+@pytest.mark.parametrize("cin,cout,n", [(5, 12, 16), (64, 40, 64), (40, 64, 64), (96, 576, 1024), (1024, 1024, 1024),
+                                        (320, 1280, 2048)])
+def test_wht_scaled(gpu, monkeypatch, generic, cin, cout, n):
+    """Per-coefficient scale, in the fast kernel (n <= 1024: byte and 16-byte paths, residual where cin ==
+    cout) and the generic one: random factors, all at +-2^sshift, the widest sshift n allows, a narrow clamp."""
+    if generic:
+        monkeypatch.setenv("MFE_CUDA_WHT_GENERIC", "1")
     rng = np.random.default_rng(cin + n)
     for mode in (0, 1):
         for sshift in (0, 6, max_sshift(n)):
             lim = 1 << sshift
             for cscale in (rng.integers(-lim, lim + 1, n), rng.choice([-lim, lim], n)):
-                g = wht_graph((2, 3), cin, cout, n, mode, rng, order=mode, cscale=cscale, sshift=sshift)
+                act = (-128, 127) if rng.random() < 0.5 else (0, 90)
+                g = wht_graph((2, 3), cin, cout, n, mode, rng, order=mode, cscale=cscale, sshift=sshift, act=act)
                 for edge in EDGES:
                     check(g, images(rng, 2, g.tensors[0].shape, edge))
 

@@ -12,8 +12,11 @@
  * fmaf (exact where it matters: see out_byte), a clamp on the float where act_lo/act_hi are narrower
  * than int8, and one saturating float -> int8 conversion rounding down.
  *
- * Generic kernel (n > 1024, up to 2^14, and every layer with a per-coefficient scale, whose products leave
- * fp32's exact range): one block per pixel, int32 in a global scratch row, as wht.c. */
+ * A per-coefficient scale (scaled layers) is applied in int32 between the transforms: f2i, one multiply-add
+ * with the rounding half, an arithmetic shift, i2f. |z| <= 128 n <= 2^17 and |cscale| <= 2^sshift keep
+ * the result within |z|, and the loader's check keeps the product inside int32.
+ *
+ * Generic kernel (n > 1024, up to 2^14): one block per pixel, int32 in a global scratch row, as wht.c. */
 #include <stdlib.h>
 #include <string.h>
 #include "common.cuh"
@@ -32,7 +35,7 @@
                          * with 72 registers lets 7 blocks share an SM (16 copies: 16 KB, 6 at most) */
 
 struct wht_args {
-    int32_t n, k, cin, cout, smooth, g, residual, shift, lo, hi, sshift, shalf;  /* shalf = 2^(sshift - 1) or 0 */
+    int32_t n, k, cin, cout, smooth, g, residual, shift, lo, hi, scaled, sshift, shalf;  /* shalf = 2^(sshift - 1) or 0 */
     float scale, half, flo, fhi, fres;  /* 2^-shift, 1/2 (0 when shift is 0), lo, hi, 2^k */
 };
 
@@ -292,15 +295,17 @@ __device__ __forceinline__ void store_out(const float v[32], int8_t *__restrict_
 }
 
 /* K10: n = 1024 (one pixel per warp, every stage runs): the compiler sees k = 10 and drops the branches.
- * Smooth K10 is held to 7 blocks' registers (72, no spills; unbounded it takes 96); soft K10 needs 71-79. */
-template <bool VIN, bool VOUT, bool SMOOTH, bool RES, bool K10>
-__global__ void __launch_bounds__(32 * WARPS, SMOOTH && K10 ? 7 : 1) wht_fast(const int8_t *__restrict__ x, int8_t *__restrict__ y, long long npix,
-                                                       const wht_args a_, const int32_t *__restrict__ thresh,
-                                                       const int32_t *__restrict__ gcodes) {
+ * Smooth K10 is held to 7 blocks' registers (72, no spills; unbounded it takes 96); soft K10 needs 71-79.
+ * SCALED: the scales' 4 KB of shared memory leave room for 6 blocks, so 6 blocks' registers. */
+template <bool VIN, bool VOUT, bool SMOOTH, bool RES, bool K10, bool SCALED>
+__global__ void __launch_bounds__(32 * WARPS, SMOOTH && K10 ? (SCALED ? 6 : 7) : 1)
+    wht_fast(const int8_t *__restrict__ x, int8_t *__restrict__ y, long long npix, const wht_args a_,
+             const int32_t *__restrict__ thresh, const int32_t *__restrict__ gcodes, const int32_t *__restrict__ cscale) {
     wht_args a = a_;
     if (K10) a.k = 10, a.n = 1024;
     __shared__ __align__(16) float tbuf[WARPS][32 * TSTRIDE];
     __shared__ __align__(16) float tsh[32 * 32];
+    __shared__ __align__(16) int32_t csh[SCALED ? 32 * 32 : 4];  /* the scales, laid out as tsh (DC's too) */
     __shared__ uint32_t table[SMOOTH ? TLEN * TREP : 1];  /* smooth: entry i's copy for lane l at TREP i + l % TREP */
     const int32_t lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     float *s = tbuf[warp];
@@ -317,6 +322,7 @@ __global__ void __launch_bounds__(32 * WARPS, SMOOTH && K10 ? 7 : 1) wht_fast(co
         const int32_t l = (i >> 2) & 31, m = ((i >> 7) << 2) | (i & 3), e = idx_b(l, m) & (a.n - 1);
         const int32_t t = e ? thresh[e] : 0;
         tsh[i] = SMOOTH ? __int_as_float(t * 32 + 0x4B400000) : (float)t;
+        if (SCALED) csh[i] = cscale[e];
     }
     __syncthreads();
     const int32_t gs = a.g + 5 < 31 ? a.g + 5 : 31, gc = 0x4B400000 >> gs;  /* smooth: see smooth1 */
@@ -344,14 +350,20 @@ __global__ void __launch_bounds__(32 * WARPS, SMOOTH && K10 ? 7 : 1) wht_fast(co
         transpose(v, s, lane);
         stages_b(v, a.k);
         {
-            const float4 *trow = (const float4 *)tsh + opaque_each(lane);  /* re-read every block: not hoisted */
+            const int32_t row = opaque_each(lane);  /* re-read every block: not hoisted */
+            const float4 *trow = (const float4 *)tsh + row;
+            const int4 *crow = (const int4 *)csh + row;
 #pragma unroll
             for (int q = 0; q < 8; q++) {
                 const float4 t4 = trow[32 * q];
                 const float tq[4] = {t4.x, t4.y, t4.z, t4.w};
+                int4 c4 = make_int4(0, 0, 0, 0);
+                if (SCALED) c4 = crow[32 * q];
+                const int32_t cq[4] = {c4.x, c4.y, c4.z, c4.w};
 #pragma unroll
                 for (int j = 0; j < 4; j++) {
                     const int m = 4 * q + j;
+                    if (SCALED) v[m] = i2f((f2i(v[m]) * cq[j] + a.shalf) >> a.sshift);
                     if (SMOOTH) {
                         const float u = smooth1(v[m], __float_as_int(tq[j]), gs, gc, tlane);
                         v[m] = (idx_b(lane, m) & (a.n - 1)) == 0 ? v[m] : u;
@@ -452,31 +464,40 @@ int cu_prepare_wht(const mfe_cuda_model *cm, int32_t node, cu_node *cn, cu_param
     cn->prep_off[0] = cu_params_add(p, t, sizeof(int32_t) * words, &failed);
     free(t);
     if (failed) MFE_FAIL(MFE_ENOMEM, "out of memory");
-    cn->iarg[0] = n > FAST_MAX_N || scaled || (force && force[0] == '1');  /* generic kernel */
+    cn->iarg[0] = n > FAST_MAX_N || (force && force[0] == '1');  /* generic kernel */
     cn->iarg[1] = k;
     return MFE_OK;
 }
 
-template <bool VIN, bool VOUT, bool SMOOTH, bool RES, bool K10>
+/* t: the prepared words (thresholds, codes, gcodes, scales: cu_prepare_wht) */
+template <bool VIN, bool VOUT, bool SMOOTH, bool RES, bool K10, bool SCALED>
 static int launch_fast(const cu_launch *l, const int8_t *x, int8_t *y, long long npix, const wht_args &a, const int32_t *t,
                        char *err, size_t errlen) {
     int per_sm = 0;
-    MFE_CU_TRY(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, wht_fast<VIN, VOUT, SMOOTH, RES, K10>, 32 * WARPS, 0));
+    MFE_CU_TRY(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, wht_fast<VIN, VOUT, SMOOTH, RES, K10, SCALED>, 32 * WARPS, 0));
     const long long blocks = ((npix + (1 << (10 - a.k)) - 1) >> (10 - a.k)), grid = (blocks + WARPS - 1) / WARPS;
     long long cap = (long long)l->cm->dev.sm_count * (per_sm > 0 ? per_sm : 1);
-    wht_fast<VIN, VOUT, SMOOTH, RES, K10><<<(unsigned)(grid < cap ? grid : cap), 32 * WARPS, 0, l->stream>>>(x, y, npix, a, t, t + a.n + TLEN);
+    wht_fast<VIN, VOUT, SMOOTH, RES, K10, SCALED><<<(unsigned)(grid < cap ? grid : cap), 32 * WARPS, 0, l->stream>>>(
+        x, y, npix, a, t, t + a.n + TLEN, t + a.n + 2 * TLEN);
     MFE_CU_LAUNCHED("wht (fast)");
     return MFE_OK;
+}
+
+template <bool VIN, bool VOUT, bool K10, bool SCALED>
+static int launch_fast3(const cu_launch *l, const int8_t *x, int8_t *y, long long npix, const wht_args &a, const int32_t *t,
+                        char *err, size_t errlen) {
+    if (a.smooth)
+        return a.residual ? launch_fast<VIN, VOUT, true, true, K10, SCALED>(l, x, y, npix, a, t, err, errlen)
+                          : launch_fast<VIN, VOUT, true, false, K10, SCALED>(l, x, y, npix, a, t, err, errlen);
+    return a.residual ? launch_fast<VIN, VOUT, false, true, K10, SCALED>(l, x, y, npix, a, t, err, errlen)
+                      : launch_fast<VIN, VOUT, false, false, K10, SCALED>(l, x, y, npix, a, t, err, errlen);
 }
 
 template <bool VIN, bool VOUT, bool K10>
 static int launch_fast2(const cu_launch *l, const int8_t *x, int8_t *y, long long npix, const wht_args &a, const int32_t *t,
                         char *err, size_t errlen) {
-    if (a.smooth)
-        return a.residual ? launch_fast<VIN, VOUT, true, true, K10>(l, x, y, npix, a, t, err, errlen)
-                          : launch_fast<VIN, VOUT, true, false, K10>(l, x, y, npix, a, t, err, errlen);
-    return a.residual ? launch_fast<VIN, VOUT, false, true, K10>(l, x, y, npix, a, t, err, errlen)
-                      : launch_fast<VIN, VOUT, false, false, K10>(l, x, y, npix, a, t, err, errlen);
+    return a.scaled ? launch_fast3<VIN, VOUT, K10, true>(l, x, y, npix, a, t, err, errlen)
+                    : launch_fast3<VIN, VOUT, K10, false>(l, x, y, npix, a, t, err, errlen);
 }
 
 int cu_launch_wht(const cu_launch *l, const void *in0, const void *, void *out, char *err, size_t errlen) {
@@ -486,7 +507,7 @@ int cu_launch_wht(const cu_launch *l, const void *in0, const void *, void *out, 
     a.n = nd->a[MFE_WHT_N], a.k = cn->iarg[1], a.cin = l->x->c, a.cout = l->y->c, a.smooth = nd->a[MFE_WHT_MODE];
     a.g = nd->a[MFE_WHT_TSHIFT], a.residual = nd->a[MFE_WHT_RESIDUAL], a.shift = a.k + nd->a[MFE_WHT_OSHIFT];
     a.lo = nd->a[MFE_WHT_ACT_LO], a.hi = nd->a[MFE_WHT_ACT_HI];
-    a.sshift = nd->a[MFE_WHT_SSHIFT], a.shalf = a.sshift ? 1 << (a.sshift - 1) : 0;
+    a.scaled = nd->a[MFE_WHT_SCALED], a.sshift = nd->a[MFE_WHT_SSHIFT], a.shalf = a.sshift ? 1 << (a.sshift - 1) : 0;
     a.scale = ldexpf(1.0f, -a.shift), a.half = a.shift ? 0.5f : 0.0f, a.flo = (float)a.lo, a.fhi = (float)a.hi;
     a.fres = ldexpf(1.0f, a.k);
     const long long npix = (long long)l->n * l->x->h * l->x->w;
@@ -497,7 +518,7 @@ int cu_launch_wht(const cu_launch *l, const void *in0, const void *, void *out, 
         const mfe_cuda_model *cm = l->cm;
         if (!cm->wht_scratch || (size_t)a.n > cm->wht_scratch_n) MFE_FAIL(MFE_EARG, "wht scratch missing");
         long long grid = npix < (long long)cm->wht_scratch_rows ? npix : (long long)cm->wht_scratch_rows;
-        const int32_t *cscale = nd->a[MFE_WHT_SCALED] ? t + a.n + 2 * TLEN : NULL;
+        const int32_t *cscale = a.scaled ? t + a.n + 2 * TLEN : NULL;
         wht_generic<<<(unsigned)(grid > 0 ? grid : 1), GEN_THREADS, 0, l->stream>>>(x, y, npix, a, t, t + a.n, cscale,
                                                                                     cm->wht_scratch);
         MFE_CU_LAUNCHED("wht (generic)");
