@@ -80,6 +80,9 @@ Example:
 @click.option("--freeze", type=int, default=None, metavar="N",
               help="With --backbone: freeze only its first N blocks (default: every block it "
                    "copies); the copied blocks past N train too, e.g. --freeze 7 in mbv2-wht.")
+@click.option("--quant-noise", type=float, default=0.0, show_default=True, metavar="S",
+              help="Train with uniform noise S int8 steps wide on every tensor `convert` rounds, "
+                   "so the integer model keeps the float model's answers (e.g. 1.0).")
 @click.option("--threads", type=int, default=None, help="torch CPU threads.")
 @click.option("--max-batches", type=int, default=None,
               help="Limit batches per epoch (smoke tests).")
@@ -90,7 +93,7 @@ Example:
 def train(arch, dataset, data_dir, epochs, output, device, seed, resume, width, batch_size, lr,
           optimizer, momentum, weight_decay, schedule, sgdr_t0, sgdr_mult, label_smoothing,
           threshold_lr_scale, struct_lambda, config_items, init, finetune_mulfree, backbone,
-          distill, freeze, threads,
+          distill, freeze, quant_noise, threads,
           max_batches, test_limit, as_json, quiet):
     """Train a model and write a checkpoint (state_dict + arch + config +
     normalisation + test accuracy), from scratch or from a checkpoint's weights."""
@@ -129,7 +132,8 @@ def train(arch, dataset, data_dir, epochs, output, device, seed, resume, width, 
                       threshold_lr_scale=threshold_lr_scale, struct_lambda=struct_lambda,
                       config=config, threads=threads, init=init, optimizer=optimizer,
                       mulfree=finetune_mulfree is not None, backbone=backbone,
-                      distill=distill, freeze=freeze, progress=not quiet)
+                      distill=distill, freeze=freeze, quant_noise=quant_noise,
+                      progress=not quiet)
     except UserError as e:
         raise click.ClickException(str(e)) from None
     if as_json:

@@ -24,6 +24,7 @@ from . import checkpoint as ckpt_mod
 from . import data as data_mod
 from .layers import WHT, StructuredConv2d, clamp_thresholds_
 from .models import build, count_params
+from .quant_noise import QuantNoise
 
 
 # mulfree fine-tuning: activation scales come from converting the model as it is, calibrated on the
@@ -180,13 +181,15 @@ def run(arch: str | None, dataset: str | None = None, epochs: int = 1, output: s
         config: dict | None = None, threads: int | None = None,
         init: str | None = None, mulfree: bool = False, optimizer: str = "sgd",
         backbone: str | None = None, distill: float = 0.0, freeze: int | None = None,
-        progress: bool = True, log=None) -> dict:
+        quant_noise: float = 0.0, progress: bool = True, log=None) -> dict:
     """Train (or resume) and return a summary dict. ``arch`` (and ``dataset``) may be None
     with ``init``: they come from that checkpoint. ``mulfree`` needs ``init`` (or a resume).
     ``backbone``: copy the leading ``features`` blocks that checkpoint shares with ``arch``
     and keep them frozen (weights and BatchNorm statistics), or only the first ``freeze`` of
     them (the rest train from the backbone's weights); ``distill`` > 0 adds that
-    weight of a distillation loss toward the backbone checkpoint's own logits."""
+    weight of a distillation loss toward the backbone checkpoint's own logits; ``quant_noise``
+    > 0 trains with that many int8 steps of noise on every tensor `convert` rounds
+    (``training.quant_noise``)."""
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     t_start = time.time()
     if device == "cuda" and not torch.cuda.is_available():
@@ -205,6 +208,11 @@ def run(arch: str | None, dataset: str | None = None, epochs: int = 1, output: s
         raise UserError("--freeze needs --backbone")
     if backbone and mulfree:
         raise UserError("--backbone and --finetune-mulfree do not combine")
+    if quant_noise < 0:
+        raise UserError("--quant-noise must be >= 0")
+    if quant_noise and mulfree:
+        raise UserError("--quant-noise and --finetune-mulfree do not combine (the mulfree view "
+                        "rounds for itself)")
     state = ckpt_mod.read(output) if resume and os.path.exists(output) else None
     if state is not None:  # a resumed run keeps its arch and data set
         arch, dataset = arch or state.get("arch"), dataset or state.get("dataset")
@@ -254,7 +262,7 @@ def run(arch: str | None, dataset: str | None = None, epochs: int = 1, output: s
         optimizer = targs.get("optimizer", "sgd")
         init, mulfree = targs.get("init", init), targs.get("finetune_mulfree", mulfree)
         backbone, distill = targs.get("backbone"), targs.get("distill", 0.0)
-        freeze = targs.get("freeze")
+        freeze, quant_noise = targs.get("freeze"), targs.get("quant_noise", 0.0)
         norm = state.get("normalization", norm)
         if schedule == "onecycle":
             epochs_total = targs.get("epochs", epochs)
@@ -359,15 +367,21 @@ def run(arch: str | None, dataset: str | None = None, epochs: int = 1, output: s
                       max_batches=max_batches, test_limit=test_limit,
                       threshold_lr_scale=threshold_lr_scale, struct_lambda=struct_lambda,
                       device=device, init=init, finetune_mulfree=mulfree, optimizer=optimizer,
-                      backbone=backbone, distill=distill, freeze=freeze, frozen_blocks=frozen)
+                      backbone=backbone, distill=distill, freeze=freeze, frozen_blocks=frozen,
+                      quant_noise=quant_noise)
     n_params = count_params(model)
     acc = state.get("test_accuracy") if state is not None else None
     mf_acc = state.get("mulfree_accuracy") if state is not None else None
     # the float accuracy the run started from: what a fine-tune is measured against
     init_acc = state.get("init_test_accuracy") if state is not None else \
         source.get("test_accuracy") if source is not None else None
+    # on the frozen blocks too: the trained part must tolerate their rounding as well (the teacher
+    # sees the same noisy frozen output)
+    noise = QuantNoise(model, quant_noise) if quant_noise else None
     for epoch in range(start_epoch, epochs):
         t0 = time.time()
+        if noise:
+            noise.on = True
         net.train()
         if frozen:
             model.features[:frozen].eval()   # frozen BatchNorm statistics too
@@ -422,6 +436,8 @@ def run(arch: str | None, dataset: str | None = None, epochs: int = 1, output: s
                     bar.update(b + 1, f"loss {mean_loss:.4f} "
                                       f"acc {100 * correct.item() / seen:.2f}%")
         loss_sum, correct = loss_sum.item(), correct.item()
+        if noise:
+            noise.on = False
         acc, test_loss = evaluate(model, xte, yte, norm, device)
         secs = time.time() - t0
         rec = {"epoch": epoch + 1, "train_loss": loss_sum / max(1, seen),

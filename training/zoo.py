@@ -23,7 +23,7 @@ def _command(ck: dict) -> str:
                 f"--device {targs.get('device', 'cpu')} -o RUN.pt")
     return ("python cli.py train --arch {arch} --dataset {dataset} --epochs {epochs} "
             "--schedule {schedule} --lr {lr} --batch-size {batch_size} --seed {seed} "
-            "--width {width}{ls}{thr}{cfg}{init}{bb} --device {device} -o RUN.pt").format(
+            "--width {width}{ls}{thr}{cfg}{init}{bb}{qn} --device {device} -o RUN.pt").format(
         cfg="".join(f" --config {k}={json.dumps(v)}" for k, v in ck.get("config", {}).items()
                     if k not in ("in_channels", "num_classes", "width")),
         device=targs.get("device", "cpu"),
@@ -34,6 +34,7 @@ def _command(ck: dict) -> str:
             (f" --freeze {targs['freeze']}" if targs.get("freeze") is not None else "") +
             (f" --distill {targs['distill']}" if targs.get("distill") else "")
             if targs.get("backbone") else ""),
+        qn=f" --quant-noise {targs['quant_noise']}" if targs.get("quant_noise") else "",
         thr=(f" --threshold-lr-scale {targs['threshold_lr_scale']}"
              if targs.get("threshold_lr_scale", 1.0) != 1.0 else ""),
         **{k: targs.get(k) for k in ("arch", "dataset", "epochs", "schedule", "lr",
