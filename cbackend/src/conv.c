@@ -88,61 +88,81 @@ static void dw_tap__neon(int32_t *acc, const int8_t *x, const int8_t *w, int32_t
 
 #define dw_tap MFE_KERNEL(dw_tap)
 
-/* ---- depthwise 3x3 rows (AVX-512): channels in lanes, four output pixels at a time with their int32
+/* ---- depthwise 3x3 rows (AVX-512 or AVX2): channels in lanes, four output pixels at a time with their int32
  * accumulators in registers across all nine taps, requantised in registers and stored as int8. Weights
- * are int32 lanes holding (w, 0) as int16 pairs, so vpdpwssd on a sign-extended input (x, x < 0 ? -1 : 0)
- * adds exactly x * w. Padded taps read pad_value. Other builds and shapes take the tap loop below. ---- */
+ * are int32 lanes holding (w, 0) as int16 pairs, so vpmaddwd (vpdpwssd) on a sign-extended input
+ * (x, x < 0 ? -1 : 0) adds exactly x * w. Padded taps read pad_value. A tile is the channels of one
+ * vector; other builds and shapes take the tap loop below. ---- */
 
-#ifdef MFE_ISA_AVX512
+#if defined(MFE_ISA_AVX512)
+#define MFE_CONV_DW3 1
+#define DW_LANES 16
+typedef __m512i dw_vec;
+typedef mfe_tile16 dw_tile;
+#define dw_tile_load mfe_tile16_load
+static inline dw_vec dw_set1(int32_t v) { return _mm512_set1_epi32(v); }
+static inline dw_vec dw_load8(const int8_t *p, const dw_tile *t) { return _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(t->km, p)); }
+static inline dw_vec dw_load32(const int32_t *p, const dw_tile *t) { return _mm512_maskz_loadu_epi32(t->km, p); }
+static inline void dw_store(int8_t *y, dw_vec acc, const dw_tile *t) { _mm_mask_storeu_epi8(y, t->km, mfe_rq16_apply(acc, &t->q)); }
 #ifdef MFE_ISA_VNNI
 #define DPW(acc, x, w) _mm512_dpwssd_epi32((acc), (x), (w))
 #else
 #define DPW(acc, x, w) _mm512_add_epi32((acc), _mm512_madd_epi16((x), (w)))
 #endif
+#elif defined(MFE_ISA_AVX2)
 #define MFE_CONV_DW3 1
+#define DW_LANES 8
+typedef __m256i dw_vec;
+typedef mfe_tile8 dw_tile;
+#define dw_tile_load mfe_tile8_load
+static inline dw_vec dw_set1(int32_t v) { return _mm256_set1_epi32(v); }
+static inline dw_vec dw_load8(const int8_t *p, const dw_tile *t) { return _mm256_cvtepi8_epi32(mfe_load8(p, t->n)); }
+static inline dw_vec dw_load32(const int32_t *p, const dw_tile *t) { return _mm256_maskload_epi32(p, t->km); }
+static inline void dw_store(int8_t *y, dw_vec acc, const dw_tile *t) { mfe_store8(y, mfe_pack8(mfe_rq8_apply(acc, &t->q)), t->n); }
+#define DPW(acc, x, w) _mm256_add_epi32((acc), _mm256_madd_epi16((x), (w)))
+#else
+#define MFE_CONV_DW3 0
+#endif
 
+#if MFE_CONV_DW3
 typedef struct {
     const int8_t *rows[3];  /* input rows of the three taps, NULL where padding */
     int32_t w_in, cstride, sw, pl;
 } dw3_geom;
 
-/* NPIX output pixels from ox, channels c0 .. c0 + 15 (mask km); SW is the stride (1 or 2). */
+/* NPIX output pixels from ox, the channels of tile tl from c0; SW is the stride (1 or 2). */
 static inline __attribute__((always_inline)) void dw3_pixels(int8_t *y, const dw3_geom *g, int32_t ox, int32_t c0,
-                                                              const mfe_tile16 *tl, const __m512i w[9], __m512i padv,
+                                                              const dw_tile *tl, const dw_vec w[9], dw_vec padv,
                                                               const int NPIX, const int SW) {
-    const __mmask16 km = tl->km;
-    __m512i acc[4];
+    dw_vec acc[4];
     for (int p = 0; p < NPIX; p++) acc[p] = tl->bias;
     const int32_t ix0 = ox * SW - g->pl;
     for (int ky = 0; ky < 3; ky++) {
-        __m512i xv[3 * 2 + 3];
+        dw_vec xv[3 * 2 + 3];
         const int8_t *row = g->rows[ky];
         for (int i = 0; i < (NPIX - 1) * SW + 3; i++) {
             int32_t ix = ix0 + i;
-            xv[i] = row && ix >= 0 && ix < g->w_in
-                        ? _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(km, row + (size_t)ix * g->cstride + c0)) : padv;
+            xv[i] = row && ix >= 0 && ix < g->w_in ? dw_load8(row + (size_t)ix * g->cstride + c0, tl) : padv;
         }
         for (int kx = 0; kx < 3; kx++)
             for (int p = 0; p < NPIX; p++) acc[p] = DPW(acc[p], xv[p * SW + kx], w[ky * 3 + kx]);
     }
-    for (int p = 0; p < NPIX; p++) _mm_mask_storeu_epi8(y + (size_t)(ox + p) * g->cstride + c0, km, mfe_rq16_apply(acc[p], &tl->q));
+    for (int p = 0; p < NPIX; p++) dw_store(y + (size_t)(ox + p) * g->cstride + c0, acc[p], tl);
 }
 
 static inline __attribute__((always_inline)) void dw3_row_sw(int8_t *y, const dw3_geom *g, int32_t wout, int32_t c,
                                                               const int32_t *w32, const int32_t *bias, const int32_t *mult,
                                                               const int32_t *shift, int32_t pv, int32_t lo, int32_t hi, const int SW) {
-    const __m512i padv = _mm512_set1_epi32(pv);  /* as a sign-extended input byte */
-    for (int32_t c0 = 0; c0 < c; c0 += 16) {
-        const mfe_tile16 tl = mfe_tile16_load(c0, c, bias, mult, shift, lo, hi);
-        __m512i w[9];
-        for (int t = 0; t < 9; t++) w[t] = _mm512_maskz_loadu_epi32(tl.km, w32 + (size_t)t * c + c0);
+    const dw_vec padv = dw_set1(pv);  /* as a sign-extended input byte */
+    for (int32_t c0 = 0; c0 < c; c0 += DW_LANES) {
+        const dw_tile tl = dw_tile_load(c0, c, bias, mult, shift, lo, hi);
+        dw_vec w[9];
+        for (int t = 0; t < 9; t++) w[t] = dw_load32(w32 + (size_t)t * c + c0, &tl);
         int32_t ox = 0;
         for (; ox + 4 <= wout; ox += 4) dw3_pixels(y, g, ox, c0, &tl, w, padv, 4, SW);
         for (; ox < wout; ox++) dw3_pixels(y, g, ox, c0, &tl, w, padv, 1, SW);
     }
 }
-#else
-#define MFE_CONV_DW3 0
 #endif
 
 /* ---- dense (groups 1) on NEON: acc[o] += sum_c x[c] * w[c][o] over one tap, weights packed HWIO at load,

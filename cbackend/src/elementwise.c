@@ -87,7 +87,7 @@ static void affine_pixel__neon(int8_t *y, const int8_t *x, const int32_t *mult, 
 }
 #endif
 
-/* affine over np pixels: per-channel constants set up once per 16-channel tile (AVX-512), else per pixel */
+/* affine over np pixels: per-channel constants set up once per tile of 16 (AVX-512) or 8 (AVX2) channels */
 MFE_SCALAR_FN void affine_pixels__scalar(int8_t *y, const int8_t *x, int64_t np, const int32_t *mult, const int32_t *bias,
                                          const int32_t *shift, int32_t C, int32_t lo, int32_t hi) {
     for (int64_t p = 0; p < np; p++) affine_pixel__scalar(y + p * C, x + p * C, mult, bias, shift, C, lo, hi);
@@ -113,7 +113,12 @@ static void affine_pixels__avx2(int8_t *y, const int8_t *x, int64_t np, const in
                                  mfe_rq16_apply(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(km, x + p * C + c0)), &q));
     }
 #else
-    affine_pixels__scalar(y, x, np, mult, bias, shift, C, lo, hi);
+    for (int32_t c0 = 0; c0 < C; c0 += 8) {
+        const int32_t n = C - c0 < 8 ? C - c0 : 8;
+        const mfe_rq8 q = mfe_rq8_load_bias(mult + c0, shift + c0, bias + c0, n, lo, hi);
+        for (int64_t p = 0; p < np; p++)
+            mfe_store8(y + p * C + c0, mfe_pack8(mfe_rq8_apply(_mm256_cvtepi8_epi32(mfe_load8(x + p * C + c0, n)), &q)), n);
+    }
 #endif
 }
 #endif

@@ -114,6 +114,89 @@ void mfe_gemm_rows(int8_t *y, void *scratch, const int8_t *x, int np, int32_t ci
     else if (rows == 2) GEMM_ALL(2);
     else GEMM_ALL(1);
 }
+#elif defined(MFE_ISA_AVX2)
+#include "x86.h"
+/* Weights as [cout/8][cin/2][8][2] int16 (zero padded), then bias[cout8] int32. The inputs go in as int16
+ * pairs; vpmaddwd of a broadcast pair (x0, x1) with an output's (w0, w1) adds x0 w0 + x1 w1 (|.| <= 2^15) to
+ * its int32 lane exactly, and the load-time proof keeps every partial sum inside int32. GEMM_R pixels by
+ * B <= 2 blocks of 8 outputs keep their accumulators in registers. */
+#define GEMM_R 4
+static int64_t k2_of(int32_t cin) { return (cin + 1) / 2; }
+static int64_t o8_of(int32_t cout) { return (cout + 7) / 8 * 8; }
+
+size_t mfe_gemm_packed_bytes(int32_t cout, int32_t cin) {
+    return sizeof(int16_t) * (size_t)(o8_of(cout) * k2_of(cin) * 2) + sizeof(int32_t) * (size_t)o8_of(cout);
+}
+
+void mfe_gemm_pack(void *dst, const int8_t *w, const int32_t *bias, int32_t cout, int32_t cin) {
+    const int64_t k2 = k2_of(cin);
+    int16_t *p = dst;
+    int32_t *b = (int32_t *)(p + o8_of(cout) * k2 * 2);
+    memset(dst, 0, mfe_gemm_packed_bytes(cout, cin));
+    for (int32_t o = 0; o < cout; o++) {
+        for (int32_t i = 0; i < cin; i++) p[((o / 8 * k2 + i / 2) * 8 + o % 8) * 2 + i % 2] = w[(size_t)o * cin + i];
+        b[o] = bias[o];
+    }
+}
+
+static inline __attribute__((always_inline)) void kloop(__m256i acc[GEMM_R][2], const int32_t *xp, const int16_t *w,
+                                                        const int32_t *bias, int64_t k2, const int B) {
+    __m256i a[GEMM_R][2];
+    for (int j = 0; j < B; j++)
+        for (int p = 0; p < GEMM_R; p++) a[p][j] = _mm256_loadu_si256((const __m256i *)(bias + 8 * j));
+    for (int64_t k = 0; k < k2; k++) {
+        __m256i wv[2];
+        for (int j = 0; j < B; j++) wv[j] = _mm256_loadu_si256((const __m256i *)(w + (j * k2 + k) * 16));
+        for (int p = 0; p < GEMM_R; p++) {
+            const __m256i x = _mm256_set1_epi32(xp[p * k2 + k]);
+            for (int j = 0; j < B; j++) a[p][j] = _mm256_add_epi32(a[p][j], _mm256_madd_epi16(x, wv[j]));
+        }
+    }
+    for (int p = 0; p < GEMM_R; p++)
+        for (int j = 0; j < B; j++) acc[p][j] = a[p][j];
+}
+static __attribute__((noinline)) void kloop_1(__m256i acc[GEMM_R][2], const int32_t *xp, const int16_t *w,
+                                              const int32_t *bias, int64_t k2) { kloop(acc, xp, w, bias, k2, 1); }
+static __attribute__((noinline)) void kloop_2(__m256i acc[GEMM_R][2], const int32_t *xp, const int16_t *w,
+                                              const int32_t *bias, int64_t k2) { kloop(acc, xp, w, bias, k2, 2); }
+
+size_t mfe_gemm_scratch_bytes(int32_t cin) { return sizeof(int32_t) * (size_t)(MFE_GEMM_ROWS * k2_of(cin)); }
+
+void mfe_gemm_rows(int8_t *y, void *scratch, const int8_t *x, int np, int32_t cin, const void *packed,
+                   int32_t cout, const int32_t *mult, const int32_t *shift, int32_t lo, int32_t hi) {
+    const int64_t k2 = k2_of(cin), o8 = o8_of(cout) / 8;
+    const int16_t *w = packed;
+    const int32_t *bias = (const int32_t *)(w + o8 * 8 * k2 * 2);
+    int16_t *xs = scratch;  /* the rows sign-extended to int16, zero padded to pairs and to whole GEMM_R blocks */
+    const int rows = (np + GEMM_R - 1) / GEMM_R * GEMM_R;
+    memset(xs, 0, sizeof(int32_t) * (size_t)(rows * k2));
+    for (int p = 0; p < np; p++) {
+        const int8_t *xr = x + (size_t)p * cin;
+        int16_t *d = xs + (size_t)p * k2 * 2;
+        int32_t i = 0;
+        for (; i + 16 <= cin; i += 16) _mm256_storeu_si256((__m256i *)(d + i), _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(xr + i))));
+        for (; i < cin; i++) d[i] = xr[i];
+    }
+    for (int64_t ob = 0; ob < o8;) {
+        const int B = o8 - ob >= 2 ? 2 : 1;
+        mfe_rq8 q[2];
+        int32_t n[2];
+        for (int j = 0; j < B; j++) {
+            const int32_t o0 = (int32_t)(ob + j) * 8;
+            n[j] = cout - o0 < 8 ? cout - o0 : 8;
+            q[j] = mfe_rq8_load(mult + o0, shift + o0, n[j], lo, hi);
+        }
+        for (int p0 = 0; p0 < np; p0 += GEMM_R) {
+            __m256i a[GEMM_R][2];
+            if (B == 2) kloop_2(a, (const int32_t *)xs + (size_t)p0 * k2, w + ob * k2 * 16, bias + ob * 8, k2);
+            else kloop_1(a, (const int32_t *)xs + (size_t)p0 * k2, w + ob * k2 * 16, bias + ob * 8, k2);
+            for (int p = 0; p < GEMM_R && p0 + p < np; p++)
+                for (int j = 0; j < B; j++)
+                    mfe_store8(y + (size_t)(p0 + p) * cout + (ob + j) * 8, mfe_pack8(mfe_rq8_apply(a[p][j], &q[j])), n[j]);
+        }
+        ob += B;
+    }
+}
 #else
 size_t mfe_gemm_packed_bytes(int32_t cout, int32_t cin) { return 0; }
 void mfe_gemm_pack(void *dst, const int8_t *w, const int32_t *bias, int32_t cout, int32_t cin) {}
