@@ -19,7 +19,7 @@ from engine.ops.wht import SMOOTH, SOFT, max_sshift, smooth_table
 from engine.quant import INT32_MAX, pow2_multiplier, quantize_multiplier
 
 from .errors import ConvertError
-from .mulfree import pow2_act_scale, pow2_nearest, pow2_round, pow2_scale, pow2_weights
+from .mulfree import pow2_act_scale, pow2_nearest, pow2_round, pow2_scale, pow2_terms, pow2_weights
 from .trace import Layer
 
 ZERO_POINT = 128  # uint8 pixel u -> int8 q = u - 128: no clamping, q * (1/255) spans the pixel range
@@ -194,7 +194,7 @@ class Quantizer:
         if v is not None:
             sshift = max_sshift(n)
             top = 2.0 ** sshift
-            cs = _pow2(pow2_round, v / c * top, top) if self.mulfree else np.rint(v / c * top)
+            cs = _pow2(pow2_terms, v / c * top, top) if self.mulfree else np.rint(v / c * top)
             scaled = {"scaled": 1, "sshift": sshift, "cscale": cs.astype(np.int64)}
         t = self.b.add("wht", x, name=layer.name, scale=sy, cout=m.out_channels, n=n,
                        order=int(m.ordering == "walsh"), mode=mode, residual=int(m.residual), tshift=g,

@@ -11,7 +11,8 @@ from test_converter import IMAGES, MEAN, STD, randomise_stats
 
 import engine
 from converter import convert
-from converter.mulfree import activation_scales, fake_quant, fold_batchnorm_, pow2_weights, set_activation_scales
+from converter.mulfree import (activation_scales, fake_quant, fold_batchnorm_, pow2_terms, pow2_weights,
+                              set_activation_scales)
 from engine.inspect import report
 from training import checkpoint
 from training.command import train
@@ -66,6 +67,30 @@ def test_one_rule_for_weights():
     s = bn.weight / torch.sqrt(bn.running_var + bn.eps)
     expect, _ = pow2_weights((conv.weight * s.view(-1, 1, 1, 1)).detach().double(), per_channel=True)
     np.testing.assert_array_equal(graph.nodes[1].blobs["weight"].transpose(0, 3, 1, 2), expect.numpy())
+
+
+def test_wht_scales_are_sums_of_three_powers_of_two():
+    """V becomes at most three signed powers of two: integers within 2^sshift in the graph, the same rule in
+    the view, counted as shifts and adds (no multiply) by the op's cost."""
+    from engine.ops.wht import TABLE_TERMS, naf_digits
+    top = 2.0 ** 17
+    v = torch.cat([torch.linspace(-1, 1, 2001, dtype=torch.float64), torch.tensor([1e-7, 0.0], dtype=torch.float64)]) * top
+    q = pow2_terms(v, top)
+    assert torch.equal(q, q.round()) and q.abs().max() <= top
+    assert naf_digits(q.numpy().astype(np.int64)).max() <= TABLE_TERMS
+    big = v.abs() >= 1
+    assert ((q - v).abs()[big] / v.abs()[big]).max() < 2**-4  # one power of two alone is off by up to a third
+    f = pow2_terms(v / top)  # the view: float terms, no cap
+    assert ((f * top - v).abs()[big] / v.abs()[big]).max() < 2**-4
+    torch.manual_seed(4)
+    model = randomise_stats(build("mbv2-wht", in_channels=1, width=0.25, wht_scale=True))
+    for m in model.modules():
+        if getattr(m, "V", None) is not None:
+            m.V.data.uniform_(-1, 1)
+    graph = convert(model, IMAGES[:32], MEAN, STD, mulfree=True)
+    cs = np.concatenate([n.blobs["cscale"] for n in graph.nodes if n.op == "wht" and n.attrs["scaled"]])
+    assert cs.size and naf_digits(cs).max() == TABLE_TERMS  # not only powers of two
+    assert report(graph)["totals"]["multiplies"] == 0
 
 
 def test_fold_batchnorm_keeps_the_function():

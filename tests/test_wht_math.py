@@ -60,3 +60,24 @@ def test_smooth_table_error_bound_holds(scale_z):
     got = wht.threshold(z[:, None].repeat(2, 1), np.array([0, 0]), wht.SMOOTH, g, table)[:, 1]
     want = np.tanh(np.abs(z) * scale_z) * np.abs(z) * np.sign(z)
     assert np.all(np.abs(got - want) <= bound * np.abs(z) + 3), np.abs(got - want).max()
+
+
+def test_naf_digits_and_scale_cost():
+    """The fewest signed powers of two summing to each value (brute force: the non-adjacent form), and a
+    scaled layer's cost: a multiply per pixel only for factors needing more than TABLE_TERMS of them."""
+    def naf(x: int) -> int:
+        x, count = abs(x), 0
+        while x:
+            if x & 1:
+                x, count = x - (2 - (x & 3)), count + 1
+            x >>= 1
+        return count
+    r = np.arange(-5000, 5000)
+    assert wht.naf_digits(r).tolist() == [naf(int(x)) for x in r]
+    from engine.ops import NodeView
+    cscale = np.array([0, 1, -4, 3, 7, 11, 85, -(2**23)])  # digits 0 1 1 2 2 3 4 1
+    a = dict(n=8, cout=8, mode=wht.SOFT, residual=0, scaled=1)
+    cost = wht.wht_cost(NodeView(a, {"cscale": cscale}, [(2, 3, 8)], (2, 3, 8), "int8"))
+    plain = wht.wht_cost(NodeView(dict(a, scaled=0), {}, [(2, 3, 8)], (2, 3, 8), "int8"))
+    assert cost.multiplies == 6 * 1  # only 85
+    assert cost.adds - plain.adds == 6 * (8 + 1 + 1 + 2)  # rounding, then 3, 7 and 11's extra terms

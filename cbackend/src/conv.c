@@ -1,6 +1,7 @@
 /* conv2d and linear: int8 x int8 -> int32 accumulate -> requantise to int8 (or int32 logits).
  * Paths: 1x1 stride-1 (the packed GEMM over pixels, requantised in its epilogue), other dense convs (the same
- * GEMM over im2col rows where the build has one), depthwise 3x3 (AVX-512 rows: accumulators in registers),
+ * GEMM over im2col rows where the build has one: AVX2 or VNNI), depthwise 3x3 (AVX-512 or AVX2 rows: accumulators
+ * in registers),
  * other depthwise (taps vectorised over channels), general direct conv. */
 #include <stdlib.h>
 #include <string.h>

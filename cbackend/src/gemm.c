@@ -1,6 +1,6 @@
 /* gemm: the dense int8 products of 1x1 convolutions, y[p][o] = requant(bias[o] + sum_i x[p][i] w[o][i]),
- * for up to GEMM_ROWS pixels at a time. The fast path packs the weights at load time into the
- * layout the instruction wants; builds without one report no packing and conv.c keeps its loop.
+ * for up to GEMM_ROWS pixels at a time. The fast paths (AVX-512 VNNI, else AVX2) pack the weights at load
+ * time into the layout their instruction wants; builds without one report no packing and conv.c keeps its loop.
  * Padded input bytes meet zero weights: they add nothing. */
 #include <string.h>
 #include "arch.h"

@@ -15,8 +15,9 @@ Thresholds (per coefficient, T[0] unused):
 Scale (scaled = 1): H diag(cscale) H is a learned dyadic convolution over the channels, the only learned
 channel mixing the layer has (without it, H T(H x) is x plus thresholding residue). |cscale| <= 2^sshift
 keeps |z| from growing, so the accumulator bound holds as without scale; the converter moves the largest
-factor into the output tensor's scale. n multiplies per pixel, none where every cscale is a
-signed power of two (then a shift).
+factor into the output tensor's scale. A cscale costs a multiply per pixel unless it is a sum of at
+most TABLE_TERMS signed powers of two (its non-adjacent form's digits), as `convert --mulfree` makes
+every one: then shifts and adds, like the table's entries.
 Orderings: 'hadamard' (natural) or 'walsh' (sequency). T is stored in the chosen ordering; both orders
 give the same natural-order thresholds after the permutation (DC is index 0 in both).
 """
@@ -121,6 +122,12 @@ def wht_reference(v: NodeView, xs: list[np.ndarray]) -> np.ndarray:
     return np.clip(rshift_round(v, k + a["oshift"]), a["act_lo"], a["act_hi"]).astype(np.int8)
 
 
+def naf_digits(v: np.ndarray) -> np.ndarray:
+    """Nonzero digits of each value's non-adjacent form: the fewest signed powers of two that sum to it."""
+    x = np.abs(np.asarray(v, np.int64))
+    return np.bitwise_count((x >> 1) ^ (x + (x >> 1))).astype(np.int64)
+
+
 def wht_cost(v: NodeView) -> Cost:
     h, w, _ = v.out_shape
     n, k = v.attrs["n"], v.attrs["n"].bit_length() - 1
@@ -128,9 +135,10 @@ def wht_cost(v: NodeView) -> Cost:
     adds = 2 * n * k + (n - 1) * per_coef + v.attrs["cout"] * (1 + v.attrs["residual"])  # + rounding, residual
     mults = 0
     if v.attrs["scaled"]:
-        s = np.abs(v.blobs["cscale"].astype(np.int64))
-        mults = int(np.count_nonzero(s & (s - 1)))  # a power of two (or 0) is a shift
-        adds += n  # the rounding
+        digits = naf_digits(v.blobs["cscale"])
+        shift_add = digits <= TABLE_TERMS
+        mults = int(np.count_nonzero(~shift_add))
+        adds += n + int(np.maximum(digits[shift_add] - 1, 0).sum())  # the rounding, the terms' sums
     return Cost(h * w * mults, h * w * adds)
 
 
