@@ -89,7 +89,7 @@ static void dw_tap__neon(int32_t *acc, const int8_t *x, const int8_t *w, int32_t
 
 #define dw_tap MFE_KERNEL(dw_tap)
 
-/* ---- depthwise 3x3 rows (AVX-512 or AVX2): channels in lanes, four output pixels at a time with their int32
+/* ---- depthwise 3x3 rows (AVX-512 or AVX2): channels in lanes, DW_NPIX output pixels at a time with their int32
  * accumulators in registers across all nine taps, requantised in registers and stored as int8. Weights
  * are int32 lanes holding (w, 0) as int16 pairs, so vpmaddwd (vpdpwssd) on a sign-extended input
  * (x, x < 0 ? -1 : 0) adds exactly x * w. Padded taps read pad_value. A tile is the channels of one
@@ -98,11 +98,13 @@ static void dw_tap__neon(int32_t *acc, const int8_t *x, const int8_t *w, int32_t
 #if defined(MFE_ISA_AVX512)
 #define MFE_CONV_DW3 1
 #define DW_LANES 16
+#define DW_NPIX 4  /* output pixels per step: accumulators and inputs fit the 32 registers */
 typedef __m512i dw_vec;
 typedef mfe_tile16 dw_tile;
 #define dw_tile_load mfe_tile16_load
 static inline dw_vec dw_set1(int32_t v) { return _mm512_set1_epi32(v); }
-static inline dw_vec dw_load8(const int8_t *p, const dw_tile *t) { return _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(t->km, p)); }
+static inline int dw_full(const dw_tile *t) { return t->km == 0xffff; }
+static inline dw_vec dw_load8(const int8_t *p, const dw_tile *t, int full) { return _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(t->km, p)); }
 static inline dw_vec dw_load32(const int32_t *p, const dw_tile *t) { return _mm512_maskz_loadu_epi32(t->km, p); }
 static inline void dw_store(int8_t *y, dw_vec acc, const dw_tile *t) { _mm_mask_storeu_epi8(y, t->km, mfe_rq16_apply(acc, &t->q)); }
 #ifdef MFE_ISA_VNNI
@@ -113,11 +115,15 @@ static inline void dw_store(int8_t *y, dw_vec acc, const dw_tile *t) { _mm_mask_
 #elif defined(MFE_ISA_AVX2)
 #define MFE_CONV_DW3 1
 #define DW_LANES 8
+#define DW_NPIX 2  /* 16 registers: four pixels spilled and ran 1.1x slower than two on Zen 3 */
 typedef __m256i dw_vec;
 typedef mfe_tile8 dw_tile;
 #define dw_tile_load mfe_tile8_load
 static inline dw_vec dw_set1(int32_t v) { return _mm256_set1_epi32(v); }
-static inline dw_vec dw_load8(const int8_t *p, const dw_tile *t) { return _mm256_cvtepi8_epi32(mfe_load8(p, t->n)); }
+static inline int dw_full(const dw_tile *t) { return t->n == DW_LANES; }
+static inline dw_vec dw_load8(const int8_t *p, const dw_tile *t, int full) {
+    return _mm256_cvtepi8_epi32(full ? _mm_loadl_epi64((const __m128i *)p) : mfe_load8(p, t->n));
+}
 static inline dw_vec dw_load32(const int32_t *p, const dw_tile *t) { return _mm256_maskload_epi32(p, t->km); }
 static inline void dw_store(int8_t *y, dw_vec acc, const dw_tile *t) { mfe_store8(y, mfe_pack8(mfe_rq8_apply(acc, &t->q)), t->n); }
 #define DPW(acc, x, w) _mm256_add_epi32((acc), _mm256_madd_epi16((x), (w)))
@@ -131,19 +137,28 @@ typedef struct {
     int32_t w_in, cstride, sw, pl;
 } dw3_geom;
 
-/* NPIX output pixels from ox, the channels of tile tl from c0; SW is the stride (1 or 2). */
+/* NPIX output pixels from ox, the channels of tile tl from c0; SW is the stride (1 or 2). INSIDE: every
+ * column the pixels read lies inside the row, so only a padded row (NULL) needs pad_value; FULL: a whole
+ * vector of channels. Unrolled so that the inputs stay in registers. */
 static inline __attribute__((always_inline)) void dw3_pixels(int8_t *y, const dw3_geom *g, int32_t ox, int32_t c0,
                                                               const dw_tile *tl, const dw_vec w[9], dw_vec padv,
-                                                              const int NPIX, const int SW) {
-    dw_vec acc[4];
+                                                              const int NPIX, const int SW, const int INSIDE, const int FULL) {
+    dw_vec acc[DW_NPIX];
     for (int p = 0; p < NPIX; p++) acc[p] = tl->bias;
     const int32_t ix0 = ox * SW - g->pl;
+#pragma GCC unroll 3
     for (int ky = 0; ky < 3; ky++) {
         dw_vec xv[3 * 2 + 3];
         const int8_t *row = g->rows[ky];
+        if (!row) {
+            for (int kx = 0; kx < 3; kx++)
+                for (int p = 0; p < NPIX; p++) acc[p] = DPW(acc[p], padv, w[ky * 3 + kx]);
+            continue;
+        }
+#pragma GCC unroll 9
         for (int i = 0; i < (NPIX - 1) * SW + 3; i++) {
             int32_t ix = ix0 + i;
-            xv[i] = row && ix >= 0 && ix < g->w_in ? dw_load8(row + (size_t)ix * g->cstride + c0, tl) : padv;
+            xv[i] = INSIDE || (ix >= 0 && ix < g->w_in) ? dw_load8(row + (size_t)ix * g->cstride + c0, tl, FULL) : padv;
         }
         for (int kx = 0; kx < 3; kx++)
             for (int p = 0; p < NPIX; p++) acc[p] = DPW(acc[p], xv[p * SW + kx], w[ky * 3 + kx]);
@@ -160,8 +175,13 @@ static inline __attribute__((always_inline)) void dw3_row_sw(int8_t *y, const dw
         dw_vec w[9];
         for (int t = 0; t < 9; t++) w[t] = dw_load32(w32 + (size_t)t * c + c0, &tl);
         int32_t ox = 0;
-        for (; ox + 4 <= wout; ox += 4) dw3_pixels(y, g, ox, c0, &tl, w, padv, 4, SW);
-        for (; ox < wout; ox++) dw3_pixels(y, g, ox, c0, &tl, w, padv, 1, SW);
+        for (; ox + DW_NPIX <= wout; ox += DW_NPIX) {
+            const int32_t ix0 = ox * SW - g->pl;
+            if (ix0 >= 0 && ix0 + (DW_NPIX - 1) * SW + 3 <= g->w_in && dw_full(&tl))
+                dw3_pixels(y, g, ox, c0, &tl, w, padv, DW_NPIX, SW, 1, 1);
+            else dw3_pixels(y, g, ox, c0, &tl, w, padv, DW_NPIX, SW, 0, 0);
+        }
+        for (; ox < wout; ox++) dw3_pixels(y, g, ox, c0, &tl, w, padv, 1, SW, 0, 0);
     }
 }
 #endif
@@ -271,7 +291,7 @@ int mfe_prepare_conv2d(const mfe_model *m, mfe_node *nd, char *err, size_t errle
     if (n_gemm) {  /* the 1x1 product as a packed GEMM over blocks of pixels */
         p->gemm = (void *)(((uintptr_t)((uint8_t *)(p->data + n_pad) + n_dw + n_dense) + 63) & ~(uintptr_t)63);
         mfe_gemm_pack(p->gemm, nd->blob[MFE_CONV2D_B_WEIGHT], nd->blob[MFE_CONV2D_B_BIAS], cout, (int32_t)k);
-        nd->scratch = mfe_gemm_scratch_bytes((int32_t)k) + (im2col ? (size_t)MFE_GEMM_ROWS * k : 0);
+        nd->scratch = mfe_gemm_scratch_bytes((int32_t)k) + (im2col ? (size_t)mfe_gemm_block_rows((int32_t)k) * k : 0);
         p->im2col = im2col;
     }
     const int8_t *w = nd->blob[MFE_CONV2D_B_WEIGHT];
@@ -329,11 +349,13 @@ void mfe_run_conv2d(const mfe_ctx *c, const void *in0, const void *in1, void *ou
     const int32_t pt = a[MFE_CONV2D_PAD_T], pl = a[MFE_CONV2D_PAD_L], lo = a[MFE_CONV2D_ACT_LO], hi = a[MFE_CONV2D_ACT_HI];
     const conv_prep *prep = nd->prep;
     if (prep->gemm) {
-        const int64_t pixels = (int64_t)c->n * Y->h * Y->w, blocks = (pixels + MFE_GEMM_ROWS - 1) / MFE_GEMM_ROWS;
         const int32_t k = kh * kw * X->c;
+        const int64_t pixels = (int64_t)c->n * Y->h * Y->w, share = ((pixels + c->threads - 1) / c->threads + 3) / 4 * 4;
+        const int32_t block = share < mfe_gemm_block_rows(k) ? (int32_t)share : mfe_gemm_block_rows(k);  /* every thread gets work */
+        const int64_t blocks = (pixels + block - 1) / block;
         MFE_PARALLEL_FOR(c->threads, b, blocks, {
-            int64_t p0 = b * MFE_GEMM_ROWS;
-            int np = pixels - p0 < MFE_GEMM_ROWS ? (int)(pixels - p0) : MFE_GEMM_ROWS;
+            int64_t p0 = b * block;
+            int np = pixels - p0 < block ? (int)(pixels - p0) : block;
             uint8_t *scratch = MFE_SCRATCH(c);
             const int8_t *rows = (const int8_t *)in0 + p0 * X->c;
             if (prep->im2col) {  /* each output pixel's window as one row of k bytes, padding = pad_value */

@@ -1,5 +1,5 @@
 /* gemm: the dense int8 products of 1x1 convolutions, y[p][o] = requant(bias[o] + sum_i x[p][i] w[o][i]),
- * for up to GEMM_ROWS pixels at a time. The fast paths (AVX-512 VNNI, else AVX2) pack the weights at load
+ * for a block of pixels at a time. The fast paths (AVX-512 VNNI, else AVX2) pack the weights at load
  * time into the layout their instruction wants; builds without one report no packing and conv.c keeps its loop.
  * Padded input bytes meet zero weights: they add nothing. */
 #include <string.h>
@@ -96,7 +96,9 @@ GEMM_KLOOP(1, 1)
         for (; ob < o16; ob++) GEMM_SWEEP(R, 1);             \
     } while (0)
 
-size_t mfe_gemm_scratch_bytes(int32_t cin) { return (size_t)MFE_GEMM_ROWS * k4_of(cin) * 4; }
+#define GEMM_ROWS 8
+int mfe_gemm_block_rows(int32_t cin) { (void)cin; return GEMM_ROWS; }
+size_t mfe_gemm_scratch_bytes(int32_t cin) { return (size_t)GEMM_ROWS * k4_of(cin) * 4; }
 
 void mfe_gemm_rows(int8_t *y, void *scratch, const int8_t *x, int np, int32_t cin, const void *packed,
                    int32_t cout, const int32_t *mult, const int32_t *shift, int32_t lo, int32_t hi) {
@@ -107,9 +109,9 @@ void mfe_gemm_rows(int8_t *y, void *scratch, const int8_t *x, int np, int32_t ci
     if (cin % 4) memset(xu, 0x80, (size_t)np * k4 * 4);
     for (int p = 0; p < np; p++) memcpy((int8_t *)xu + (size_t)p * k4 * 4, x + (size_t)p * cin, (size_t)cin);
     for (size_t i = 0; i < (size_t)np * k4; i++) xu[i] ^= (int32_t)0x80808080;
-    const int rows = np > 4 ? MFE_GEMM_ROWS : np > 2 ? 4 : np;  /* a short block runs fewer rows */
+    const int rows = np > 4 ? GEMM_ROWS : np > 2 ? 4 : np;  /* a short block runs fewer rows */
     memset(xu + (size_t)np * k4, 0, (size_t)(rows - np) * k4 * 4);  /* spare rows: computed, never stored */
-    if (rows == MFE_GEMM_ROWS) GEMM_ALL(MFE_GEMM_ROWS);
+    if (rows == GEMM_ROWS) GEMM_ALL(GEMM_ROWS);
     else if (rows == 4) GEMM_ALL(4);
     else if (rows == 2) GEMM_ALL(2);
     else GEMM_ALL(1);
@@ -119,7 +121,9 @@ void mfe_gemm_rows(int8_t *y, void *scratch, const int8_t *x, int np, int32_t ci
 /* Weights as [cout/8][cin/2][8][2] int16 (zero padded), then bias[cout8] int32. The inputs go in as int16
  * pairs; vpmaddwd of a broadcast pair (x0, x1) with an output's (w0, w1) adds x0 w0 + x1 w1 (|.| <= 2^15) to
  * its int32 lane exactly, and the load-time proof keeps every partial sum inside int32. GEMM_R pixels by
- * B <= 2 blocks of 8 outputs keep their accumulators in registers. */
+ * B <= 2 blocks of 8 outputs keep their accumulators in registers. A call sweeps every block of outputs over
+ * up to 64 pixels, so each block's weights are read from cache once per call rather than once per 8 pixels
+ * (the weights of a 4x4x960 layer are 2 MB as int16: beyond L2), with the rows' int16 copy kept near 64 KB. */
 #define GEMM_R 4
 static int64_t k2_of(int32_t cin) { return (cin + 1) / 2; }
 static int64_t o8_of(int32_t cout) { return (cout + 7) / 8 * 8; }
@@ -160,7 +164,11 @@ static __attribute__((noinline)) void kloop_1(__m256i acc[GEMM_R][2], const int3
 static __attribute__((noinline)) void kloop_2(__m256i acc[GEMM_R][2], const int32_t *xp, const int16_t *w,
                                               const int32_t *bias, int64_t k2) { kloop(acc, xp, w, bias, k2, 2); }
 
-size_t mfe_gemm_scratch_bytes(int32_t cin) { return sizeof(int32_t) * (size_t)(MFE_GEMM_ROWS * k2_of(cin)); }
+int mfe_gemm_block_rows(int32_t cin) {
+    const int64_t rows = (64 << 10) / (4 * k2_of(cin)) / GEMM_R * GEMM_R;
+    return rows < 8 ? 8 : rows > 64 ? 64 : (int)rows;
+}
+size_t mfe_gemm_scratch_bytes(int32_t cin) { return sizeof(int32_t) * (size_t)mfe_gemm_block_rows(cin) * k2_of(cin); }
 
 void mfe_gemm_rows(int8_t *y, void *scratch, const int8_t *x, int np, int32_t cin, const void *packed,
                    int32_t cout, const int32_t *mult, const int32_t *shift, int32_t lo, int32_t hi) {
@@ -169,14 +177,14 @@ void mfe_gemm_rows(int8_t *y, void *scratch, const int8_t *x, int np, int32_t ci
     const int32_t *bias = (const int32_t *)(w + o8 * 8 * k2 * 2);
     int16_t *xs = scratch;  /* the rows sign-extended to int16, zero padded to pairs and to whole GEMM_R blocks */
     const int rows = (np + GEMM_R - 1) / GEMM_R * GEMM_R;
-    memset(xs, 0, sizeof(int32_t) * (size_t)(rows * k2));
     for (int p = 0; p < np; p++) {
         const int8_t *xr = x + (size_t)p * cin;
         int16_t *d = xs + (size_t)p * k2 * 2;
         int32_t i = 0;
         for (; i + 16 <= cin; i += 16) _mm256_storeu_si256((__m256i *)(d + i), _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(xr + i))));
-        for (; i < cin; i++) d[i] = xr[i];
+        for (; i < k2 * 2; i++) d[i] = i < cin ? xr[i] : 0;
     }
+    memset(xs + (size_t)np * k2 * 2, 0, sizeof(int32_t) * (size_t)((rows - np) * k2));
     for (int64_t ob = 0; ob < o8;) {
         const int B = o8 - ob >= 2 ? 2 : 1;
         mfe_rq8 q[2];
@@ -198,6 +206,7 @@ void mfe_gemm_rows(int8_t *y, void *scratch, const int8_t *x, int np, int32_t ci
     }
 }
 #else
+int mfe_gemm_block_rows(int32_t cin) { return 8; }
 size_t mfe_gemm_packed_bytes(int32_t cout, int32_t cin) { return 0; }
 void mfe_gemm_pack(void *dst, const int8_t *w, const int32_t *bias, int32_t cout, int32_t cin) {}
 size_t mfe_gemm_scratch_bytes(int32_t cin) { return 0; }

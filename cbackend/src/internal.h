@@ -115,8 +115,9 @@ MFE_DECLARE(avgpool)
 MFE_DECLARE(affine)
 
 /* gemm.c: packed dense products for 1x1 convolutions, requantised to int8; mfe_gemm_packed_bytes() is 0
- * where this build has no fast path. mfe_gemm_rows needs mfe_gemm_scratch_bytes(cin) of 64-byte-aligned scratch. */
-#define MFE_GEMM_ROWS 8
+ * where this build has no fast path. mfe_gemm_rows takes np <= mfe_gemm_block_rows(cin) pixels and needs
+ * mfe_gemm_scratch_bytes(cin) of 64-byte-aligned scratch. */
+int mfe_gemm_block_rows(int32_t cin);
 size_t mfe_gemm_packed_bytes(int32_t cout, int32_t cin);
 size_t mfe_gemm_scratch_bytes(int32_t cin);
 void mfe_gemm_pack(void *dst, const int8_t *w, const int32_t *bias, int32_t cout, int32_t cin);
