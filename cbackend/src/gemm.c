@@ -182,6 +182,7 @@ void mfe_gemm_rows(int8_t *y, void *scratch, const int8_t *x, int np, int32_t ci
         int16_t *d = xs + (size_t)p * k2 * 2;
         int32_t i = 0;
         for (; i + 16 <= cin; i += 16) _mm256_storeu_si256((__m256i *)(d + i), _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(xr + i))));
+        for (; i + 8 <= cin; i += 8) _mm_storeu_si128((__m128i *)(d + i), _mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)(xr + i))));
         for (; i < k2 * 2; i++) d[i] = i < cin ? xr[i] : 0;
     }
     memset(xs + (size_t)np * k2 * 2, 0, sizeof(int32_t) * (size_t)((rows - np) * k2));
