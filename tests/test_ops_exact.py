@@ -115,6 +115,27 @@ def test_pointwise_gemm_shapes(cin, cout):
         check(g, images(rng, 3, g.tensors[0].shape, edge), threads=2)
 
 
+@pytest.mark.parametrize("cin,cout,k,lo,pad_value", [(24, 20, 1, 0, 0), (70, 33, 1, 1, 0), (3, 17, 1, 0, 0),
+                                                     (160, 24, 1, 0, 0), (5, 12, 3, 0, 0), (5, 12, 3, 0, 7),
+                                                     (5, 12, 3, 0, -5), (24, 20, 1, -1, 0)])
+def test_gemm_nonnegative_inputs(cin, cout, k, lo, pad_value):
+    """A conv whose input the producer clamps at >= 0 (ReLU) may take the GEMM's unsigned-byte product
+    (AVX2 vpmaddubsw); its pair sums reach 2 * 127 * 128 at the extremes. A negative clamp or pad_value must not."""
+    from engine.builder import GraphBuilder
+    from randgraph import requant, weights
+    rng = np.random.default_rng(cin * 100 + cout + k + lo + pad_value)
+    for edge in EDGES:
+        b = GraphBuilder((5, 9, cin))
+        t = b.add("clamp", 0, act_lo=lo, act_hi=127)
+        w = weights(rng, (cout, k, k, cin), edge)
+        w.reshape(-1)[rng.integers(0, w.size, 4)] = [-128, 127, -128, 127]
+        b.add("conv2d", t, cout=cout, kh=k, kw=k, stride_h=1, stride_w=1, pad_t=k // 2, pad_l=k // 2, pad_b=k // 2,
+              pad_r=k // 2, groups=1, pad_value=pad_value, weight=w, bias=rng.integers(-5000, 5000, cout),
+              **requant(rng, cout, 128 * 64 * cin * k * k, False))
+        g = b.build()
+        check(g, images(rng, 3, g.tensors[0].shape, edge), threads=2)
+
+
 @pytest.mark.parametrize("pixels", [1, 2, 3, 4, 5, 7, 8, 9, 12, 49])
 def test_pointwise_gemm_pixel_tails(pixels):
     """The GEMM runs blocks of 8, 4, 2 or 1 pixels: every tail length, channels off the 16-wide blocks."""

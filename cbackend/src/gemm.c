@@ -20,7 +20,7 @@ size_t mfe_gemm_packed_bytes(int32_t cout, int32_t cin) {
     return (size_t)(o16_of(cout) * k4_of(cin) * 4) + sizeof(int32_t) * (size_t)o16_of(cout);
 }
 
-void mfe_gemm_pack(void *dst, const int8_t *w, const int32_t *bias, int32_t cout, int32_t cin) {
+void mfe_gemm_pack(void *dst, const int8_t *w, const int32_t *bias, int32_t cout, int32_t cin, int u8) {
     const int64_t k4 = k4_of(cin), o16 = o16_of(cout);
     int8_t *p = dst;
     int32_t *b = (int32_t *)(p + o16 * k4 * 4);
@@ -118,51 +118,73 @@ void mfe_gemm_rows(int8_t *y, void *scratch, const int8_t *x, int np, int32_t ci
 }
 #elif defined(MFE_ISA_AVX2)
 #include "x86.h"
-/* Weights as [cout/8][cin/2][8][2] int16 (zero padded), then bias[cout8] int32. The inputs go in as int16
- * pairs; vpmaddwd of a broadcast pair (x0, x1) with an output's (w0, w1) adds x0 w0 + x1 w1 (|.| <= 2^15) to
- * its int32 lane exactly, and the load-time proof keeps every partial sum inside int32. GEMM_R pixels by
- * B <= 2 blocks of 8 outputs keep their accumulators in registers. A call sweeps every block of outputs over
- * up to 64 pixels, so each block's weights are read from cache once per call rather than once per 8 pixels
- * (the weights of a 4x4x960 layer are 2 MB as int16: beyond L2), with the rows' int16 copy kept near 64 KB. */
+/* Two layouts, 32 bytes per block of 8 outputs and k-step either way, chosen at load (a 64-byte header holds
+ * which), then bias[cout8] int32:
+ *   int16 pairs [cout/8][cin/2][8][2]: inputs sign-extended to int16 pairs; vpmaddwd of a broadcast pair
+ *     (x0, x1) with an output's (w0, w1) adds x0 w0 + x1 w1 (|.| <= 2^15) to its int32 lane exactly;
+ *   bytes [cout/8][cin/4][8][4], for inputs known to lie in [0, 127] (the producer clamps at >= 0, as after
+ *     ReLU6): vpmaddubsw of four broadcast bytes, unsigned, with the signed weights gives pair sums of at most
+ *     2 * 127 * 128 = 32512, inside int16 (no saturation), and vpmaddwd by ones adds the pairs into int32:
+ *     half the instructions and weight bytes per product.
+ * The load-time proof keeps every partial sum inside int32. GEMM_R pixels by B <= 2 blocks of 8 outputs keep
+ * their accumulators in registers. A call sweeps every block of outputs over up to 64 pixels, so each block's
+ * weights are read from cache once per call rather than once per 8 pixels (the weights of a 4x4x960 layer are
+ * 2 MB as int16: beyond L2), with the rows' copy kept near 64 KB. */
 #define GEMM_R 4
+#define GEMM_HEAD 64
 static int64_t k2_of(int32_t cin) { return (cin + 1) / 2; }
+static int64_t k4_of(int32_t cin) { return (cin + 3) / 4; }
 static int64_t o8_of(int32_t cout) { return (cout + 7) / 8 * 8; }
 
-size_t mfe_gemm_packed_bytes(int32_t cout, int32_t cin) {
-    return sizeof(int16_t) * (size_t)(o8_of(cout) * k2_of(cin) * 2) + sizeof(int32_t) * (size_t)o8_of(cout);
+size_t mfe_gemm_packed_bytes(int32_t cout, int32_t cin) {  /* the int16 layout: the larger */
+    return GEMM_HEAD + (size_t)(o8_of(cout) * k2_of(cin) * 4) + sizeof(int32_t) * (size_t)o8_of(cout);
 }
 
-void mfe_gemm_pack(void *dst, const int8_t *w, const int32_t *bias, int32_t cout, int32_t cin) {
-    const int64_t k2 = k2_of(cin);
-    int16_t *p = dst;
-    int32_t *b = (int32_t *)(p + o8_of(cout) * k2 * 2);
+void mfe_gemm_pack(void *dst, const int8_t *w, const int32_t *bias, int32_t cout, int32_t cin, int u8) {
+    const int64_t ks = u8 ? k4_of(cin) : k2_of(cin), per = u8 ? 4 : 2;
     memset(dst, 0, mfe_gemm_packed_bytes(cout, cin));
+    *(int32_t *)dst = u8;
+    int8_t *p8 = (int8_t *)dst + GEMM_HEAD;
+    int16_t *p16 = (int16_t *)p8;
+    int32_t *b = (int32_t *)(p8 + o8_of(cout) / 8 * ks * 32);
     for (int32_t o = 0; o < cout; o++) {
-        for (int32_t i = 0; i < cin; i++) p[((o / 8 * k2 + i / 2) * 8 + o % 8) * 2 + i % 2] = w[(size_t)o * cin + i];
+        for (int32_t i = 0; i < cin; i++) {
+            const size_t at = (size_t)((o / 8 * ks + i / per) * 8 + o % 8) * per + i % per;
+            if (u8) p8[at] = w[(size_t)o * cin + i];
+            else p16[at] = w[(size_t)o * cin + i];
+        }
         b[o] = bias[o];
     }
 }
 
-static inline __attribute__((always_inline)) void kloop(__m256i acc[GEMM_R][2], const int32_t *xp, const int16_t *w,
-                                                        const int32_t *bias, int64_t k2, const int B) {
+static inline __attribute__((always_inline)) void kloop(__m256i acc[GEMM_R][2], const int32_t *xp, const int8_t *w,
+                                                        const int32_t *bias, int64_t ks, const int B, const int U8) {
+    const __m256i ones = _mm256_set1_epi16(1);
     __m256i a[GEMM_R][2];
     for (int j = 0; j < B; j++)
         for (int p = 0; p < GEMM_R; p++) a[p][j] = _mm256_loadu_si256((const __m256i *)(bias + 8 * j));
-    for (int64_t k = 0; k < k2; k++) {
+    for (int64_t k = 0; k < ks; k++) {
         __m256i wv[2];
-        for (int j = 0; j < B; j++) wv[j] = _mm256_loadu_si256((const __m256i *)(w + (j * k2 + k) * 16));
+        for (int j = 0; j < B; j++) wv[j] = _mm256_loadu_si256((const __m256i *)(w + (j * ks + k) * 32));
         for (int p = 0; p < GEMM_R; p++) {
-            const __m256i x = _mm256_set1_epi32(xp[p * k2 + k]);
-            for (int j = 0; j < B; j++) a[p][j] = _mm256_add_epi32(a[p][j], _mm256_madd_epi16(x, wv[j]));
+            const __m256i x = _mm256_set1_epi32(xp[p * ks + k]);
+            for (int j = 0; j < B; j++)
+                a[p][j] = _mm256_add_epi32(a[p][j], U8 ? _mm256_madd_epi16(_mm256_maddubs_epi16(x, wv[j]), ones)
+                                                       : _mm256_madd_epi16(x, wv[j]));
         }
     }
     for (int p = 0; p < GEMM_R; p++)
         for (int j = 0; j < B; j++) acc[p][j] = a[p][j];
 }
-static __attribute__((noinline)) void kloop_1(__m256i acc[GEMM_R][2], const int32_t *xp, const int16_t *w,
-                                              const int32_t *bias, int64_t k2) { kloop(acc, xp, w, bias, k2, 1); }
-static __attribute__((noinline)) void kloop_2(__m256i acc[GEMM_R][2], const int32_t *xp, const int16_t *w,
-                                              const int32_t *bias, int64_t k2) { kloop(acc, xp, w, bias, k2, 2); }
+#define GEMM_KLOOP(B, U8)                                                                                        \
+    static __attribute__((noinline)) void kloop_##B##_##U8(__m256i acc[GEMM_R][2], const int32_t *xp,          \
+                                                           const int8_t *w, const int32_t *bias, int64_t ks) { \
+        kloop(acc, xp, w, bias, ks, B, U8);                                                                      \
+    }
+GEMM_KLOOP(1, 0)
+GEMM_KLOOP(2, 0)
+GEMM_KLOOP(1, 1)
+GEMM_KLOOP(2, 1)
 
 int mfe_gemm_block_rows(int32_t cin) {
     const int64_t rows = (64 << 10) / (4 * k2_of(cin)) / GEMM_R * GEMM_R;
@@ -172,20 +194,28 @@ size_t mfe_gemm_scratch_bytes(int32_t cin) { return sizeof(int32_t) * (size_t)mf
 
 void mfe_gemm_rows(int8_t *y, void *scratch, const int8_t *x, int np, int32_t cin, const void *packed,
                    int32_t cout, const int32_t *mult, const int32_t *shift, int32_t lo, int32_t hi) {
-    const int64_t k2 = k2_of(cin), o8 = o8_of(cout) / 8;
-    const int16_t *w = packed;
-    const int32_t *bias = (const int32_t *)(w + o8 * 8 * k2 * 2);
-    int16_t *xs = scratch;  /* the rows sign-extended to int16, zero padded to pairs and to whole GEMM_R blocks */
+    const int u8 = *(const int32_t *)packed;
+    const int64_t ks = u8 ? k4_of(cin) : k2_of(cin), o8 = o8_of(cout) / 8;
+    const int8_t *w = (const int8_t *)packed + GEMM_HEAD;
+    const int32_t *bias = (const int32_t *)(w + o8 * ks * 32);
+    /* the rows as 4-byte k-steps: bytes as they are (u8) or sign-extended to int16 pairs, zero padded to whole
+     * k-steps and to whole GEMM_R blocks */
+    int8_t *xs = scratch;
     const int rows = (np + GEMM_R - 1) / GEMM_R * GEMM_R;
     for (int p = 0; p < np; p++) {
         const int8_t *xr = x + (size_t)p * cin;
-        int16_t *d = xs + (size_t)p * k2 * 2;
+        if (u8) {
+            memcpy(xs + (size_t)p * ks * 4, xr, (size_t)cin);
+            memset(xs + (size_t)p * ks * 4 + cin, 0, (size_t)(ks * 4 - cin));
+            continue;
+        }
+        int16_t *d = (int16_t *)xs + (size_t)p * ks * 2;
         int32_t i = 0;
         for (; i + 16 <= cin; i += 16) _mm256_storeu_si256((__m256i *)(d + i), _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(xr + i))));
         for (; i + 8 <= cin; i += 8) _mm_storeu_si128((__m128i *)(d + i), _mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)(xr + i))));
-        for (; i < k2 * 2; i++) d[i] = i < cin ? xr[i] : 0;
+        for (; i < ks * 2; i++) d[i] = i < cin ? xr[i] : 0;
     }
-    memset(xs + (size_t)np * k2 * 2, 0, sizeof(int32_t) * (size_t)((rows - np) * k2));
+    memset(xs + (size_t)np * ks * 4, 0, (size_t)((rows - np) * ks * 4));
     for (int64_t ob = 0; ob < o8;) {
         const int B = o8 - ob >= 2 ? 2 : 1;
         mfe_rq8 q[2];
@@ -197,8 +227,10 @@ void mfe_gemm_rows(int8_t *y, void *scratch, const int8_t *x, int np, int32_t ci
         }
         for (int p0 = 0; p0 < np; p0 += GEMM_R) {
             __m256i a[GEMM_R][2];
-            if (B == 2) kloop_2(a, (const int32_t *)xs + (size_t)p0 * k2, w + ob * k2 * 16, bias + ob * 8, k2);
-            else kloop_1(a, (const int32_t *)xs + (size_t)p0 * k2, w + ob * k2 * 16, bias + ob * 8, k2);
+            const int32_t *xp = (const int32_t *)xs + (size_t)p0 * ks;
+            const int8_t *wb = w + ob * ks * 32;
+            if (u8) (B == 2 ? kloop_2_1 : kloop_1_1)(a, xp, wb, bias + ob * 8, ks);
+            else (B == 2 ? kloop_2_0 : kloop_1_0)(a, xp, wb, bias + ob * 8, ks);
             for (int p = 0; p < GEMM_R && p0 + p < np; p++)
                 for (int j = 0; j < B; j++)
                     mfe_store8(y + (size_t)(p0 + p) * cout + (ob + j) * 8, mfe_pack8(mfe_rq8_apply(a[p][j], &q[j])), n[j]);
@@ -209,7 +241,7 @@ void mfe_gemm_rows(int8_t *y, void *scratch, const int8_t *x, int np, int32_t ci
 #else
 int mfe_gemm_block_rows(int32_t cin) { return 8; }
 size_t mfe_gemm_packed_bytes(int32_t cout, int32_t cin) { return 0; }
-void mfe_gemm_pack(void *dst, const int8_t *w, const int32_t *bias, int32_t cout, int32_t cin) {}
+void mfe_gemm_pack(void *dst, const int8_t *w, const int32_t *bias, int32_t cout, int32_t cin, int u8) {}
 size_t mfe_gemm_scratch_bytes(int32_t cin) { return 0; }
 void mfe_gemm_rows(int8_t *y, void *scratch, const int8_t *x, int np, int32_t cin, const void *packed,
                    int32_t cout, const int32_t *mult, const int32_t *shift, int32_t lo, int32_t hi) {}
