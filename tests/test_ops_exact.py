@@ -101,6 +101,22 @@ def test_requant_forms(form, kind):
         check(g, images(rng, 2, g.tensors[0].shape, edge))
 
 
+@pytest.mark.parametrize("shift", [0, 1, 7, 31, 32, 33, 62, 63])
+def test_elementwise_extremes(shift):
+    """add, requantize and clamp over spans with SIMD bodies and tails (37 elements a pixel): the largest
+    multipliers and every kind of shift, so the int64 products and the rounding reach their bounds."""
+    from engine.builder import GraphBuilder
+    rng = np.random.default_rng(shift)
+    for ma, mb in [(2**31 - 1, 2**31 - 1), (0, 1), (1, 0), tuple(int(v) for v in rng.integers(0, 2**31, 2))]:
+        b = GraphBuilder((3, 5, 37))
+        r = b.add("requantize", 0, mult=ma if ma else 1, shift=shift, act_lo=-128, act_hi=127)
+        c = b.add("clamp", r, act_lo=-100, act_hi=90)
+        b.add("add", [0, c], mult_a=ma, mult_b=mb, shift=shift, act_lo=-128 if ma % 2 else -3, act_hi=127)
+        g = b.build()
+        for edge in EDGES:
+            check(g, images(rng, 2, g.tensors[0].shape, edge))
+
+
 @pytest.mark.parametrize("cin,cout", [(1, 1), (3, 17), (16, 96), (70, 33), (96, 24), (320, 1280)])
 def test_pointwise_gemm_shapes(cin, cout):
     """1x1 convs take the packed GEMM path: channel counts off its 4- and 16-wide blocks, pixel tails."""

@@ -101,6 +101,38 @@ static void affine_pixels__neon(int8_t *y, const int8_t *x, int64_t np, const in
 #endif
 
 #ifdef MFE_ISA_AVX2
+static void add_span__avx2(int8_t *y, const int8_t *x, const int8_t *z, int64_t m, int64_t ma, int64_t mb,
+                           int32_t s, int32_t lo, int32_t hi) {
+    const mfe_rq8 q = mfe_rq8_uniform(1, s, lo, hi);
+    const __m256i va = _mm256_set1_epi64x(ma), vb = _mm256_set1_epi64x(mb);  /* both in [0, 2^31) */
+    int64_t i = 0;
+    for (; i + 8 <= m; i += 8) {  /* |x ma + z mb| < 2^39: exact in int64 lanes, even elements then odd */
+        const __m256i x32 = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(x + i)));
+        const __m256i z32 = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(z + i)));
+        const __m256i e = _mm256_add_epi64(_mm256_mul_epi32(x32, va), _mm256_mul_epi32(z32, vb));
+        const __m256i o = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(x32, 32), va),
+                                           _mm256_mul_epi32(_mm256_srli_epi64(z32, 32), vb));
+        _mm_storel_epi64((__m128i *)(y + i), mfe_pack8(mfe_rq8_wide(e, o, &q)));
+    }
+    add_span__scalar(y + i, x + i, z + i, m - i, ma, mb, s, lo, hi);
+}
+
+static void clamp_span__avx2(int8_t *y, const int8_t *x, int64_t m, int32_t lo, int32_t hi) {
+    const __m256i vlo = _mm256_set1_epi8((int8_t)lo), vhi = _mm256_set1_epi8((int8_t)hi);  /* act_lo/hi are int8 */
+    int64_t i = 0;
+    for (; i + 32 <= m; i += 32)
+        _mm256_storeu_si256((__m256i *)(y + i), _mm256_min_epi8(_mm256_max_epi8(_mm256_loadu_si256((const __m256i *)(x + i)), vlo), vhi));
+    clamp_span__scalar(y + i, x + i, m - i, lo, hi);
+}
+
+static void requant_span__avx2(int8_t *y, const int8_t *x, int64_t m, int32_t mult, int32_t s, int32_t lo, int32_t hi) {
+    const mfe_rq8 q = mfe_rq8_uniform(mult, s, lo, hi);
+    int64_t i = 0;
+    for (; i + 8 <= m; i += 8)
+        _mm_storel_epi64((__m128i *)(y + i), mfe_pack8(mfe_rq8_apply(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(x + i))), &q)));
+    requant_span__scalar(y + i, x + i, m - i, mult, s, lo, hi);
+}
+
 static void affine_pixels__avx2(int8_t *y, const int8_t *x, int64_t np, const int32_t *mult, const int32_t *bias,
                                 const int32_t *shift, int32_t C, int32_t lo, int32_t hi) {
 #ifdef MFE_ISA_AVX512
@@ -124,9 +156,9 @@ static void affine_pixels__avx2(int8_t *y, const int8_t *x, int64_t np, const in
 #endif
 
 #define affine_pixels MFE_KERNEL(affine_pixels)
-#define add_span MFE_KERNEL_NEON(add_span)
-#define clamp_span MFE_KERNEL_NEON(clamp_span)
-#define requant_span MFE_KERNEL_NEON(requant_span)
+#define add_span MFE_KERNEL(add_span)
+#define clamp_span MFE_KERNEL(clamp_span)
+#define requant_span MFE_KERNEL(requant_span)
 
 static int same_shape(const mfe_model *m, const mfe_node *nd) {
     for (int j = 0; j < nd->n_in; j++) {

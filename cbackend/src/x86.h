@@ -130,20 +130,31 @@ static inline __m256i mfe_clamp64(__m256i v, __m256i lo, __m256i hi) {
     return _mm256_blendv_epi8(v, hi, _mm256_cmpgt_epi64(v, hi));
 }
 
+/* The same constants for one (mult, shift) on every lane: per-tensor requantisation. */
+static inline mfe_rq8 mfe_rq8_uniform(int32_t mult, int32_t shift, int32_t lo, int32_t hi) {
+    const int32_t m[8] = {mult, mult, mult, mult, mult, mult, mult, mult};
+    const int32_t s[8] = {shift, shift, shift, shift, shift, shift, shift, shift};
+    return mfe_rq8_load(m, s, 8, lo, hi);
+}
+
+/* clamp(rshift_round(v (+ bias), shift), lo, hi) of int64 products: e holds the even channels, o the odd;
+ * as 8 int32 lanes */
+static inline __m256i mfe_rq8_wide(__m256i e, __m256i o, const mfe_rq8 *q) {
+    e = mfe_clamp64(mfe_sra64(_mm256_add_epi64(e, q->r_e), q->s_e), q->lo64, q->hi64);
+    o = mfe_clamp64(mfe_sra64(_mm256_add_epi64(o, q->r_o), q->s_o), q->lo64, q->hi64);
+    return _mm256_blend_epi32(e, _mm256_slli_epi64(o, 32), 0xaa);
+}
+
 /* clamp(rshift_round(acc * mult (+ bias), shift), lo, hi) of 8 int32 lanes, as int32 lanes */
 static inline __m256i mfe_rq8_apply(__m256i acc, const mfe_rq8 *q) {
     __m256i v;
     if (q->mode == MFE_RQ8_SHIFT) {  /* (acc + 2^(s-1)) >> s without the add that could wrap */
         v = _mm256_add_epi32(_mm256_srav_epi32(acc, q->s32), _mm256_and_si256(_mm256_srav_epi32(acc, q->s1), q->rbit));
     } else {
-        __m256i e = _mm256_add_epi64(_mm256_mul_epi32(acc, q->m_e), q->r_e);
-        __m256i o = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(acc, 32), q->m_o), q->r_o);
-        if (q->mode == MFE_RQ8_WIDE) {
-            e = mfe_clamp64(mfe_sra64(e, q->s_e), q->lo64, q->hi64);
-            o = mfe_clamp64(mfe_sra64(o, q->s_o), q->lo64, q->hi64);
-            return _mm256_blend_epi32(e, _mm256_slli_epi64(o, 32), 0xaa);
-        }
-        v = _mm256_srav_epi32(_mm256_blend_epi32(_mm256_srli_epi64(e, 32), o, 0xaa), q->s32);  /* |v / 2^32| < 2^30 */
+        const __m256i e = _mm256_mul_epi32(acc, q->m_e), o = _mm256_mul_epi32(_mm256_srli_epi64(acc, 32), q->m_o);
+        if (q->mode == MFE_RQ8_WIDE) return mfe_rq8_wide(e, o, q);
+        v = _mm256_blend_epi32(_mm256_srli_epi64(_mm256_add_epi64(e, q->r_e), 32), _mm256_add_epi64(o, q->r_o), 0xaa);
+        v = _mm256_srav_epi32(v, q->s32);  /* |v / 2^32| < 2^30 */
     }
     return _mm256_min_epi32(_mm256_max_epi32(v, q->lo), q->hi);
 }
