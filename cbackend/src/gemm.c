@@ -231,9 +231,13 @@ void mfe_gemm_rows(int8_t *y, void *scratch, const int8_t *x, int np, int32_t ci
             const int8_t *wb = w + ob * ks * 32;
             if (u8) (B == 2 ? kloop_2_1 : kloop_1_1)(a, xp, wb, bias + ob * 8, ks);
             else (B == 2 ? kloop_2_0 : kloop_1_0)(a, xp, wb, bias + ob * 8, ks);
-            for (int p = 0; p < GEMM_R && p0 + p < np; p++)
-                for (int j = 0; j < B; j++)
-                    mfe_store8(y + (size_t)(p0 + p) * cout + (ob + j) * 8, mfe_pack8(mfe_rq8_apply(a[p][j], &q[j])), n[j]);
+            for (int p = 0; p < GEMM_R && p0 + p < np; p++) {
+                int8_t *yp = y + (size_t)(p0 + p) * cout + ob * 8;
+                if (B == 2 && n[1] == 8)  /* 16 whole outputs: one store */
+                    _mm_storeu_si128((__m128i *)yp, mfe_pack16(mfe_rq8_apply(a[p][0], &q[0]), mfe_rq8_apply(a[p][1], &q[1])));
+                else
+                    for (int j = 0; j < B; j++) mfe_store8(yp + j * 8, mfe_pack8(mfe_rq8_apply(a[p][j], &q[j])), n[j]);
+            }
         }
         ob += B;
     }
