@@ -46,7 +46,7 @@ def bench(as_json: bool, quick: bool, threads: int, plot_dir: str | None, only: 
       models    mbv2 and mbv2-wht: our engine (int8, mulfree) vs PyTorch eager fp32 vs
                 ONNX Runtime fp32 and int8 (U8S8 QDQ per-channel); batch 1 and 64;
                 file size and peak RSS (each peer in its own process)
-      hotspots  our int8 mbv2 layer by layer (single-op graphs): which ops dominate
+      hotspots  our int8 mbv2 layer by layer (each node timed inside the whole model): which ops dominate
     Needs the optional packages in requirements-bench.txt (onnx, onnxruntime, matplotlib).
     A full run takes several minutes; --quick well under one once build/bench/ holds the
     converted and exported models (the first run makes them).
@@ -246,16 +246,16 @@ def render(r: dict) -> str:
                      "over the same process after its imports")
     if "hotspots" in r:
         h = r["hotspots"]
-        lines += ["", f"hotspots of our {h['variant']} {h['model']} (batch 1, 1 thread): whole model {h['model_ms']:.3f} ms; "
-                      f"its {sum(k['count'] for k in h['by_kind'])} layers as single-op graphs {h['sum_of_single_ops_ms']:.3f} ms, "
-                      f"{h['sum_of_net_ms']:.3f} ms net of per-call overhead"]
-        lines.append(f"  {'op kind':<28} {'layers':>6} {'net ms':>9} {'share':>7}")
+        lines += ["", f"hotspots of our {h['variant']} {h['model']} (batch 1, 1 thread, each node timed inside the whole "
+                      f"model): {h['model_ms']:.3f} ms per run, {h['sum_of_nodes_ms']:.3f} ms in its "
+                      f"{sum(k['count'] for k in h['by_kind'])} nodes"]
+        lines.append(f"  {'op kind':<28} {'layers':>6} {'ms':>9} {'share':>7}")
         for k in h["by_kind"]:
-            lines.append(f"  {k['label']:<28} {k['count']:>6} {k['net_ms']:>9.3f} {100 * k['share']:>6.1f}%")
-        lines.append(f"  {'top layers':<28} {'in -> out':>22} {'net ms':>9} {'share':>7}")
+            lines.append(f"  {k['label']:<28} {k['count']:>6} {k['ms']:>9.3f} {100 * k['share']:>6.1f}%")
+        lines.append(f"  {'top layers':<28} {'in -> out':>22} {'ms':>9} {'share':>7}")
         for n in h["top"]:
             io = f"{'x'.join(map(str, n['input']))}->{'x'.join(map(str, n['output']))}"
-            lines.append(f"  {n['name'][:22]:<22} {n['label'][:20]:<20} {io:>14} {n['net_ms']:>7.3f} {100 * n['share']:>6.1f}%")
+            lines.append(f"  {n['name'][:22]:<22} {n['label'][:20]:<20} {io:>14} {n['ms']:>7.3f} {100 * n['share']:>6.1f}%")
     if r.get("targets"):
         lines += ["", "targets (1 thread, this run)"]
         for t in r["targets"].values():

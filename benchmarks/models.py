@@ -9,10 +9,9 @@ thresholds (weights do not change speed; the output says which).
 Prepared files (converted .mfe, fp32 checkpoint, .onnx) are cached under build/bench/, keyed by the
 weights, the calibration size, the package versions and the sources that make them.
 Every figure: median of interleaved rounds (common.interleaved) over all peers of one (batch, threads)
-group. Peak RSS: benchmarks/rss_child.py per peer, in its own process. Hotspots: every node of our int8
-mbv2 as a one-node graph (engine.builder.GraphBuilder) with its own shapes and weights, fed its real input
-(the activations of a sample image, by the numpy reference: our kernels' speed depends on the data), timed
-side by side with the whole model; each minus a one-clamp graph on the same input (call overhead)."""
+group. Peak RSS: benchmarks/rss_child.py per peer, in its own process. Hotspots: our int8 mbv2 run whole on
+a sample image with every node timed inside the C run (mfe_run_profiled): each layer as it runs in the
+model, with its real input and the caches as the layers before it leave them."""
 from __future__ import annotations
 
 import concurrent.futures
@@ -249,76 +248,43 @@ def _label(g, node) -> str:
     return f"conv2d {kind}{a['kh']}x{a['kw']}{s}"
 
 
-def single_op_graph(g, node):
-    """The node alone: a graph whose input has the node's input shape (twice for two-input ops: an add
-    then sees its first input twice)."""
-    from engine import ops
-    from engine.builder import GraphBuilder
-    b = GraphBuilder(g.tensors[node.inputs[0]].shape)
-    out = g.tensors[node.output]
-    b.add(node.op, [0] * ops.get(node.op).n_inputs, name=node.name, out_dtype=out.dtype, **node.attrs, **node.blobs)
-    return b.build()
-
-
 def hotspots(arch: str = "mbv2", variant: str = "engine-int8", repeats: int = 5, calib_n: int = 64,
              min_sample_s: float = 0.0, top: int = 10, quiet: bool = False) -> dict:
-    """Time each node of our converted `arch` as a one-node graph (batch 1, 1 thread) beside the whole model."""
+    """Where our converted `arch` spends its time: the whole model at batch 1, 1 thread, with each node timed
+    inside the C run (mfe_run_profiled); per node the median over the repeats (each at least min_sample_s)."""
     import engine
-    from .seed import engine_runner
     p = prepare(arch, calib_n, quiet)
-    whole = engine.load(p["files"][variant])
-    g = whole.graph
-    progress(f"hotspots: {len(g.nodes)} single-op graphs of {arch} ({variant}), batch 1, 1 thread", quiet)
+    model = engine.load(p["files"][variant])
+    g, nm = model.graph, model.native()
+    progress(f"hotspots: {len(g.nodes)} nodes of {arch} ({variant}) timed inside the whole model, batch 1, 1 thread", quiet)
     image = sample_images(1)
-    peers = {"__model__": engine_runner(whole, image, 1)}
-    acts = activations(g, image)
-    shapes = {}
-    for node in g.nodes:
-        m = engine.from_graph(single_op_graph(g, node), name=node.name)
-        # the node's real input on a sample image: int8 a enters a one-node graph as uint8 a + 128 (zero point)
-        x = (acts[node.inputs[0]].astype(np.int16) + 128).astype(np.uint8)
-        peers[node.name] = engine_runner(m, x, 1)
-        shp = g.tensors[node.inputs[0]].shape
-        if shp not in shapes:  # what a one-node call costs beyond the op: the call, input quantisation, a clamp
-            shapes[shp] = f"__overhead__{len(shapes)}"
-            peers[shapes[shp]] = engine_runner(engine.from_graph(_clamp_graph(shp)), x, 1)
-    ms = interleaved(peers, repeats, min_sample_s, clock=clock_for(1))
-    model_ms = ms.pop("__model__")
-    nodes = []
-    for node in g.nodes:
-        shp = g.tensors[node.inputs[0]].shape
-        over = ms[shapes[shp]]
-        nodes.append({"name": node.name, "label": _label(g, node), "input": list(shp),
-                      "output": list(g.tensors[node.output].shape), "ms": round(ms[node.name], 4),
-                      "overhead_ms": round(over, 4), "net_ms": round(max(ms[node.name] - over, 0.0), 4)})
-    total = sum(n["net_ms"] for n in nodes) or 1e-9
+    out = np.empty((1, *nm.out_shape), dtype=nm.out_dtype)
+    clock = clock_for(1)
+    nm.run(image, 1, out=out)  # plans the buffers
+    samples, whole = [], []
+    for _ in range(max(repeats, 1)):
+        t, calls, t0 = np.zeros(len(g.nodes)), 0, clock()
+        while True:
+            nm.run(image, 1, out=out, node_seconds=t)
+            calls += 1
+            if clock() - t0 >= min_sample_s:
+                break
+        whole.append((clock() - t0) / calls * 1e3)
+        samples.append(t / calls * 1e3)
+    ms = np.median(np.array(samples), axis=0)
+    nodes = [{"name": node.name, "label": _label(g, node), "input": list(g.tensors[node.inputs[0]].shape),
+              "output": list(g.tensors[node.output].shape), "ms": round(float(v), 4)} for node, v in zip(g.nodes, ms)]
+    total = sum(n["ms"] for n in nodes) or 1e-9
     for n in nodes:
-        n["share"] = round(n["net_ms"] / total, 4)
+        n["share"] = round(n["ms"] / total, 4)
     by_kind: dict[str, dict] = {}
     for n in nodes:
-        k = by_kind.setdefault(n["label"], {"label": n["label"], "count": 0, "net_ms": 0.0})
+        k = by_kind.setdefault(n["label"], {"label": n["label"], "count": 0, "ms": 0.0})
         k["count"] += 1
-        k["net_ms"] += n["net_ms"]
-    kinds = sorted(by_kind.values(), key=lambda k: -k["net_ms"])
+        k["ms"] += n["ms"]
+    kinds = sorted(by_kind.values(), key=lambda k: -k["ms"])
     for k in kinds:
-        k["net_ms"] = round(k["net_ms"], 4)
-        k["share"] = round(k["net_ms"] / total, 4)
-    return {"model": arch, "variant": variant, "batch": 1, "threads": 1, "model_ms": round(model_ms, 4),
-            "sum_of_single_ops_ms": round(sum(n["ms"] for n in nodes), 4), "sum_of_net_ms": round(total, 4),
-            "by_kind": kinds, "top": sorted(nodes, key=lambda n: -n["net_ms"])[:top]}
-
-
-def activations(g, u8: np.ndarray) -> dict[int, np.ndarray]:
-    """Every tensor of graph g on images u8, by the numpy reference (the executable spec)."""
-    from engine import ops
-    vals = {g.input: g.quantize_input(u8)}
-    for node in g.nodes:
-        vals[node.output] = ops.OPS[node.op].reference(g.view(node), [vals[i] for i in node.inputs])
-    return vals
-
-
-def _clamp_graph(shape):
-    from engine.builder import GraphBuilder
-    b = GraphBuilder(shape)
-    b.add("clamp", 0)
-    return b.build()
+        k["ms"] = round(k["ms"], 4)
+        k["share"] = round(k["ms"] / total, 4)
+    return {"model": arch, "variant": variant, "batch": 1, "threads": 1, "model_ms": round(float(np.median(whole)), 4),
+            "sum_of_nodes_ms": round(total, 4), "by_kind": kinds, "top": sorted(nodes, key=lambda n: -n["ms"])[:top]}

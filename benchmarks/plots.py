@@ -83,9 +83,9 @@ def hotspots_chart(hot: dict, path: str) -> str:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4))
     kinds = hot["by_kind"]
-    ax.barh([k["label"] for k in kinds], [k["net_ms"] for k in kinds])
+    ax.barh([k["label"] for k in kinds], [k["ms"] for k in kinds])
     ax.invert_yaxis()
-    ax.set_xlabel("ms (sum over layers of single-op graphs, net of call overhead)")
+    ax.set_xlabel("ms (sum over its layers, each timed inside the whole model)")
     ax.set_title(f"Where our {hot['variant']} {hot['model']} spends its time (batch 1, 1 thread)")
     return _save(plt, fig, path)
 

@@ -37,8 +37,10 @@ class NativeModel:
         self.out_dtype = np.int32 if dt[0] == 2 else np.int8
         self._lock = threading.Lock()
 
-    def run(self, x: np.ndarray, threads: int = 1, out: np.ndarray | None = None) -> np.ndarray:
-        """uint8 (N, H, W, C) -> output (N, H', W', C') in the model's output dtype (into `out` if given)."""
+    def run(self, x: np.ndarray, threads: int = 1, out: np.ndarray | None = None,
+            node_seconds: np.ndarray | None = None) -> np.ndarray:
+        """uint8 (N, H, W, C) -> output (N, H', W', C') in the model's output dtype (into `out` if given).
+        node_seconds: a float64 array of one entry per node, to which each node's wall time is added."""
         x = np.ascontiguousarray(x, dtype=np.uint8)
         if x.ndim != 4 or x.shape[1:] != self.in_shape or not 0 <= x.shape[0] < 2**31:
             from .graph import InputError  # the C code reads N * H * W * C bytes: refuse anything else
@@ -51,10 +53,14 @@ class NativeModel:
             out = np.empty(shape, dtype=self.out_dtype)
         elif out.shape != shape or out.dtype != self.out_dtype or not out.flags.c_contiguous:
             raise ValueError(f"out must be a contiguous {np.dtype(self.out_dtype).name} array of shape {shape}")
+        if node_seconds is not None and (node_seconds.shape != (self.lib.mfe_node_count(self._m),)
+                                         or node_seconds.dtype != np.float64 or not node_seconds.flags.c_contiguous):
+            raise ValueError(f"node_seconds must be a contiguous float64 array of {self.lib.mfe_node_count(self._m)} entries")
         err = self.ffi.new("char[256]")
+        profile = self.ffi.NULL if node_seconds is None else self.ffi.from_buffer("double[]", node_seconds)
         with self._lock:
-            rc = self.lib.mfe_run(self._m, self.ffi.from_buffer("uint8_t[]", x), x.shape[0],
-                                  self.ffi.from_buffer(out), threads, err, 256)
+            rc = self.lib.mfe_run_profiled(self._m, self.ffi.from_buffer("uint8_t[]", x), x.shape[0],
+                                           self.ffi.from_buffer(out), threads, profile, err, 256)
         if rc != 0:
             raise BackendError(self.ffi.string(err).decode())
         return out

@@ -102,22 +102,24 @@ def test_onnx_export_forms_compute_the_layers():
     assert torch.allclose(got, want, atol=1e-5)
 
 
-def test_single_op_graphs_of_a_model():
-    """Hotspot timing builds one graph per node, with that node's shapes and weights; each loads and runs."""
+def test_profiled_run_times_every_node():
+    """Hotspots time each node inside the whole run: the output is unchanged, every node gets a time, and
+    the times add up to no more than the run."""
+    import time
+
     import engine
-    from benchmarks.models import single_op_graph
-    from engine.builder import GraphBuilder
-    rng = np.random.default_rng(0)
-    b = GraphBuilder((6, 6, 4))
-    t = b.add("conv2d", 0, cout=4, kh=3, kw=3, stride_h=1, stride_w=1, pad_t=1, pad_l=1, pad_b=1, pad_r=1, groups=4,
-              weight=rng.integers(-8, 8, (4, 3, 3, 1)), bias=np.zeros(4), mult=np.ones(4), shift=np.full(4, 4))
-    b.add("add", [0, t], mult_a=1, mult_b=1, shift=1)
-    g = b.build()
-    for node in g.nodes:
-        one = single_op_graph(g, node)
-        assert len(one.nodes) == 1 and one.nodes[0].op == node.op
-        m = engine.from_graph(one)
-        assert m.run(rng.integers(0, 256, (2, 6, 6, 4), dtype=np.uint8)).shape[0] == 2
+    m = engine.load(os.path.join(ROOT, "zoo", "fmnist-mbv2.mfe"))
+    nm = m.native()
+    x = np.random.default_rng(0).integers(0, 256, (3, *nm.in_shape), dtype=np.uint8)
+    want = nm.run(x)
+    t = np.zeros(len(m.graph.nodes))
+    t0 = time.perf_counter()
+    got = nm.run(x, node_seconds=t)
+    took = time.perf_counter() - t0
+    np.testing.assert_array_equal(got, want)
+    assert (t > 0).all() and t.sum() <= took
+    with pytest.raises(ValueError, match="node_seconds"):
+        nm.run(x, node_seconds=np.zeros(len(m.graph.nodes) + 1))
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +159,8 @@ def test_quick_models_rows_and_hotspots(quick):
         assert row["file_bytes"] > 0 and row["peak_rss_mb"] > 0
     assert all(v < 1e-3 for v in md["onnx_fp32_max_rel_diff"].values())
     h = r["hotspots"]
-    assert h["model"] == "mbv2" and h["top"] and h["by_kind"][0]["net_ms"] >= h["by_kind"][-1]["net_ms"]
+    assert h["model"] == "mbv2" and h["top"] and h["by_kind"][0]["ms"] >= h["by_kind"][-1]["ms"] > 0
+    assert sum(k["count"] for k in h["by_kind"]) == 64 and 0 < h["sum_of_nodes_ms"] <= 1.2 * h["model_ms"]  # the nodes lie inside the run
     assert "int8_mbv2_vs_ort_int8_mbv2" in r["targets"] and "wht_vs_torch_conv1x1" in r["targets"]
     assert sorted(os.path.basename(p) for p in r["plots"]) == ["growth.png", "hotspots.png", "models.png", "seed.png"]
     for p in r["plots"]:

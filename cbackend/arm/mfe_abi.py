@@ -21,6 +21,9 @@ void mfe_input_shape(const mfe_model *m, int32_t hwc[3]);
 void mfe_output_shape(const mfe_model *m, int32_t hwc[3], int32_t *dtype);
 int32_t mfe_input_zero_point(const mfe_model *m);
 int mfe_run(mfe_model *m, const uint8_t *input, int32_t n, void *output, int32_t threads, char *err, size_t errlen);
+int mfe_run_profiled(mfe_model *m, const uint8_t *input, int32_t n, void *output, int32_t threads,
+                     double *node_seconds, char *err, size_t errlen);
+int32_t mfe_node_count(const mfe_model *m);
 const char *mfe_isa(void);
 """
 

@@ -32,6 +32,12 @@ int32_t mfe_input_zero_point(const mfe_model *m);
 int mfe_run(mfe_model *m, const uint8_t *input, int32_t n, void *output, int32_t threads,
             char *err, size_t errlen);
 
+/* mfe_run that also adds each node's wall-clock seconds into node_seconds[k] for k < mfe_node_count(m), in
+ * file order: a profile of the whole graph (`python cli.py bench --only hotspots`); the output is the same. */
+int mfe_run_profiled(mfe_model *m, const uint8_t *input, int32_t n, void *output, int32_t threads,
+                     double *node_seconds, char *err, size_t errlen);
+int32_t mfe_node_count(const mfe_model *m);
+
 /* The instruction set the kernels were built for: "avx512", "avx2", "neon-dotprod", "neon" or "scalar". */
 const char *mfe_isa(void);
 

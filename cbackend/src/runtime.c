@@ -1,6 +1,8 @@
 /* Memory plan and graph execution: one arena sized once per model, images run in chunks. */
+#define _POSIX_C_SOURCE 199309L  /* clock_gettime */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "arch.h"
 #include "internal.h"
 
@@ -81,7 +83,20 @@ static void quantize_input(int8_t *restrict x, const uint8_t *restrict u, size_t
     }
 }
 
+int32_t mfe_node_count(const mfe_model *m) { return m ? m->nn : 0; }
+
+static double seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
 int mfe_run(mfe_model *m, const uint8_t *input, int32_t n, void *output, int32_t threads, char *err, size_t errlen) {
+    return mfe_run_profiled(m, input, n, output, threads, NULL, err, errlen);
+}
+
+int mfe_run_profiled(mfe_model *m, const uint8_t *input, int32_t n, void *output, int32_t threads,
+                     double *node_seconds, char *err, size_t errlen) {
     char local[256];
     if (!err || !errlen) err = local, errlen = sizeof local;
     if (!m || (n > 0 && (!input || !output))) MFE_FAIL(MFE_EARG, "mfe_run: null argument");
@@ -100,7 +115,9 @@ int mfe_run(mfe_model *m, const uint8_t *input, int32_t n, void *output, int32_t
             const mfe_node *nd = &m->nodes[k];
             mfe_ctx c = {m, nd, &m->t[nd->in[0]], nd->n_in > 1 ? &m->t[nd->in[1]] : NULL, &m->t[nd->out],
                          nb, threads, m->scratch};
+            const double t0 = node_seconds ? seconds() : 0;
             RUN[nd->op](&c, AT(nd->in[0]), nd->n_in > 1 ? AT(nd->in[1]) : NULL, AT(nd->out));
+            if (node_seconds) node_seconds[k] += seconds() - t0;
         }
         if (m->output == m->input) memcpy(y, x, (size_t)nb * to->bytes);
 #undef AT
