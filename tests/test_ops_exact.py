@@ -101,6 +101,18 @@ def test_requant_forms(form, kind):
         check(g, images(rng, 2, g.tensors[0].shape, edge))
 
 
+@pytest.mark.parametrize("zero_point", [0, 1, 37, 127, 128, 200, 255])
+def test_input_zero_points(zero_point):
+    """uint8 pixels enter as clamp(u - zero_point, -128, 127) (a flipped top bit for 128), over 33-byte images."""
+    from engine.builder import GraphBuilder
+    rng = np.random.default_rng(zero_point)
+    b = GraphBuilder((1, 3, 11), zero_point=zero_point)
+    b.add("clamp", 0, act_lo=-128, act_hi=127)
+    g = b.build()
+    for edge in EDGES:
+        check(g, images(rng, 3, g.tensors[0].shape, edge))
+
+
 @pytest.mark.parametrize("shift", [0, 1, 7, 31, 32, 33, 62, 63])
 def test_elementwise_extremes(shift):
     """add, requantize and clamp over spans with SIMD bodies and tails (37 elements a pixel): the largest
