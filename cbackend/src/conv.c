@@ -234,6 +234,13 @@ static inline void copy_bytes(int8_t *dst, const int8_t *src, size_t n) {
     const __mmask64 km = n ? ~0ULL >> (64 - n) : 0;
     _mm512_mask_storeu_epi8(dst, km, _mm512_maskz_loadu_epi8(km, src));
 #else
+    if (n < 16) {  /* fixed-size pieces inline, not a library call per window row */
+        if (n & 8) memcpy(dst, src, 8), dst += 8, src += 8;
+        if (n & 4) memcpy(dst, src, 4), dst += 4, src += 4;
+        if (n & 2) memcpy(dst, src, 2), dst += 2, src += 2;
+        if (n & 1) *dst = *src;
+        return;
+    }
     memcpy(dst, src, n);
 #endif
 }
