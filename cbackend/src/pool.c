@@ -2,6 +2,7 @@
 #include "arch.h"
 #include "internal.h"
 #include "neon.h"
+#include "x86.h"
 
 /* y[ch] = requant(sum over hw pixels of x[p * C + ch]), ch in [c0, C): one image */
 MFE_SCALAR_FN void avgpool_image__scalar(int8_t *y, const int8_t *x, int32_t c0, int32_t C, int32_t hw, const int32_t *a) {
@@ -29,7 +30,23 @@ static void avgpool_image__neon(int8_t *y, const int8_t *x, int32_t c0, int32_t 
 }
 #endif
 
-#define avgpool_image MFE_KERNEL_NEON(avgpool_image)
+#ifdef MFE_ISA_AVX2
+static void avgpool_image__avx2(int8_t *y, const int8_t *x, int32_t c0, int32_t C, int32_t hw, const int32_t *a) {
+    const mfe_rq8 q = mfe_rq8_uniform(a[MFE_AVGPOOL_MULT], a[MFE_AVGPOOL_SHIFT], a[MFE_AVGPOOL_ACT_LO], a[MFE_AVGPOOL_ACT_HI]);
+    int32_t ch = c0;
+    for (; ch + 16 <= C; ch += 16) {  /* sixteen channels summed down the pixels in int32 lanes */
+        __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
+        for (int32_t p = 0; p < hw; p++) {
+            const __m128i v = _mm_loadu_si128((const __m128i *)(x + (size_t)p * C + ch));
+            lo = _mm256_add_epi32(lo, _mm256_cvtepi8_epi32(v)), hi = _mm256_add_epi32(hi, _mm256_cvtepi8_epi32(_mm_srli_si128(v, 8)));
+        }
+        _mm_storeu_si128((__m128i *)(y + ch), mfe_pack16(mfe_rq8_apply(lo, &q), mfe_rq8_apply(hi, &q)));
+    }
+    avgpool_image__scalar(y, x, ch, C, hw, a);
+}
+#endif
+
+#define avgpool_image MFE_KERNEL(avgpool_image)
 
 int mfe_prepare_avgpool(const mfe_model *m, mfe_node *nd, char *err, size_t errlen) {
     const mfe_tensor *x = &m->t[nd->in[0]], *y = &m->t[nd->out];
