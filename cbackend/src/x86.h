@@ -82,9 +82,12 @@ static inline __m256i mfe_mask8(int32_t n) {
 static inline mfe_rq8 mfe_rq8_load_bias(const int32_t *mult, const int32_t *shift, const int32_t *bias, int32_t n,
                                         int32_t lo, int32_t hi) {
     const __m256i one = _mm256_set1_epi64x(1), low = _mm256_set1_epi64x(0xffffffff), k = mfe_mask8(n);
-    int high = 1, unit = bias == NULL;
-    for (int32_t i = 0; i < n; i++) high &= shift[i] >= 32, unit &= mult[i] == 1;
     __m256i m = _mm256_maskload_epi32(mult, k), s = _mm256_maskload_epi32(shift, k);
+    const __m256i idle = _mm256_andnot_si256(k, _mm256_set1_epi32(-1));  /* lanes past n satisfy every test */
+    const int unit = bias == NULL && _mm256_movemask_ps(_mm256_castsi256_ps(
+                                         _mm256_or_si256(_mm256_cmpeq_epi32(m, _mm256_set1_epi32(1)), idle))) == 0xff;
+    const int high = _mm256_movemask_ps(_mm256_castsi256_ps(
+                         _mm256_or_si256(_mm256_cmpgt_epi32(s, _mm256_set1_epi32(31)), idle))) == 0xff;
     mfe_rq8 q;
     q.mode = unit ? MFE_RQ8_SHIFT : high ? MFE_RQ8_HIGH : MFE_RQ8_WIDE;
     q.m_e = m, q.m_o = _mm256_srli_epi64(m, 32);
