@@ -9,6 +9,7 @@
 #include "internal.h"
 #include "x86.h"
 #include "neon.h"
+#include "dwrows.h"
 
 /* ---- dot product of int8 vectors: the 1x1 / linear inner loop ---- */
 
@@ -89,103 +90,6 @@ static void dw_tap__neon(int32_t *acc, const int8_t *x, const int8_t *w, int32_t
 
 #define dw_tap MFE_KERNEL(dw_tap)
 
-/* ---- depthwise 3x3 rows (AVX-512 or AVX2): channels in lanes, DW_NPIX output pixels at a time with their int32
- * accumulators in registers across all nine taps, requantised in registers and stored as int8. Weights
- * are int32 lanes holding (w, 0) as int16 pairs, so vpmaddwd (vpdpwssd) on a sign-extended input
- * (x, x < 0 ? -1 : 0) adds exactly x * w. Padded taps read pad_value. A tile is the channels of one
- * vector; other builds and shapes take the tap loop below. ---- */
-
-#if defined(MFE_ISA_AVX512)
-#define MFE_CONV_DW3 1
-#define DW_LANES 16
-#define DW_NPIX 4  /* output pixels per step: accumulators and inputs fit the 32 registers */
-typedef __m512i dw_vec;
-typedef mfe_tile16 dw_tile;
-#define dw_tile_load mfe_tile16_load
-static inline dw_vec dw_set1(int32_t v) { return _mm512_set1_epi32(v); }
-static inline int dw_full(const dw_tile *t) { return t->km == 0xffff; }
-static inline dw_vec dw_load8(const int8_t *p, const dw_tile *t, int full) { return _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(t->km, p)); }
-static inline dw_vec dw_load32(const int32_t *p, const dw_tile *t) { return _mm512_maskz_loadu_epi32(t->km, p); }
-static inline void dw_store(int8_t *y, dw_vec acc, const dw_tile *t) { _mm_mask_storeu_epi8(y, t->km, mfe_rq16_apply(acc, &t->q)); }
-#ifdef MFE_ISA_VNNI
-#define DPW(acc, x, w) _mm512_dpwssd_epi32((acc), (x), (w))
-#else
-#define DPW(acc, x, w) _mm512_add_epi32((acc), _mm512_madd_epi16((x), (w)))
-#endif
-#elif defined(MFE_ISA_AVX2)
-#define MFE_CONV_DW3 1
-#define DW_LANES 8
-#define DW_NPIX 2  /* 16 registers: four pixels spilled and ran 1.1x slower than two on Zen 3 */
-typedef __m256i dw_vec;
-typedef mfe_tile8 dw_tile;
-#define dw_tile_load mfe_tile8_load
-static inline dw_vec dw_set1(int32_t v) { return _mm256_set1_epi32(v); }
-static inline int dw_full(const dw_tile *t) { return t->n == DW_LANES; }
-static inline dw_vec dw_load8(const int8_t *p, const dw_tile *t, int full) {
-    return _mm256_cvtepi8_epi32(full ? _mm_loadl_epi64((const __m128i *)p) : mfe_load8(p, t->n));
-}
-static inline dw_vec dw_load32(const int32_t *p, const dw_tile *t) { return _mm256_maskload_epi32(p, t->km); }
-static inline void dw_store(int8_t *y, dw_vec acc, const dw_tile *t) { mfe_store8(y, mfe_pack8(mfe_rq8_apply(acc, &t->q)), t->n); }
-#define DPW(acc, x, w) _mm256_add_epi32((acc), _mm256_madd_epi16((x), (w)))
-#else
-#define MFE_CONV_DW3 0
-#endif
-
-#if MFE_CONV_DW3
-typedef struct {
-    const int8_t *rows[3];  /* input rows of the three taps, NULL where padding */
-    int32_t w_in, cstride, sw, pl;
-} dw3_geom;
-
-/* NPIX output pixels from ox, the channels of tile tl from c0; SW is the stride (1 or 2). INSIDE: every
- * column the pixels read lies inside the row, so only a padded row (NULL) needs pad_value; FULL: a whole
- * vector of channels. Unrolled so that the inputs stay in registers. */
-static inline __attribute__((always_inline)) void dw3_pixels(int8_t *y, const dw3_geom *g, int32_t ox, int32_t c0,
-                                                              const dw_tile *tl, const dw_vec w[9], dw_vec padv,
-                                                              const int NPIX, const int SW, const int INSIDE, const int FULL) {
-    dw_vec acc[DW_NPIX];
-    for (int p = 0; p < NPIX; p++) acc[p] = tl->bias;
-    const int32_t ix0 = ox * SW - g->pl;
-#pragma GCC unroll 3
-    for (int ky = 0; ky < 3; ky++) {
-        dw_vec xv[3 * 2 + 3];
-        const int8_t *row = g->rows[ky];
-        if (!row) {
-            for (int kx = 0; kx < 3; kx++)
-                for (int p = 0; p < NPIX; p++) acc[p] = DPW(acc[p], padv, w[ky * 3 + kx]);
-            continue;
-        }
-#pragma GCC unroll 9
-        for (int i = 0; i < (NPIX - 1) * SW + 3; i++) {
-            int32_t ix = ix0 + i;
-            xv[i] = INSIDE || (ix >= 0 && ix < g->w_in) ? dw_load8(row + (size_t)ix * g->cstride + c0, tl, FULL) : padv;
-        }
-        for (int kx = 0; kx < 3; kx++)
-            for (int p = 0; p < NPIX; p++) acc[p] = DPW(acc[p], xv[p * SW + kx], w[ky * 3 + kx]);
-    }
-    for (int p = 0; p < NPIX; p++) dw_store(y + (size_t)(ox + p) * g->cstride + c0, acc[p], tl);
-}
-
-static inline __attribute__((always_inline)) void dw3_row_sw(int8_t *y, const dw3_geom *g, int32_t wout, int32_t c,
-                                                              const int32_t *w32, const int32_t *bias, const int32_t *mult,
-                                                              const int32_t *shift, int32_t pv, int32_t lo, int32_t hi, const int SW) {
-    const dw_vec padv = dw_set1(pv);  /* as a sign-extended input byte */
-    for (int32_t c0 = 0; c0 < c; c0 += DW_LANES) {
-        const dw_tile tl = dw_tile_load(c0, c, bias, mult, shift, lo, hi);
-        dw_vec w[9];
-        for (int t = 0; t < 9; t++) w[t] = dw_load32(w32 + (size_t)t * c + c0, &tl);
-        int32_t ox = 0;
-        for (; ox + DW_NPIX <= wout; ox += DW_NPIX) {
-            const int32_t ix0 = ox * SW - g->pl;
-            if (ix0 >= 0 && ix0 + (DW_NPIX - 1) * SW + 3 <= g->w_in && dw_full(&tl))
-                dw3_pixels(y, g, ox, c0, &tl, w, padv, DW_NPIX, SW, 1, 1);
-            else dw3_pixels(y, g, ox, c0, &tl, w, padv, DW_NPIX, SW, 0, 0);
-        }
-        for (; ox < wout; ox++) dw3_pixels(y, g, ox, c0, &tl, w, padv, 1, SW, 0, 0);
-    }
-}
-#endif
-
 /* ---- dense (groups 1) on NEON: acc[o] += sum_c x[c] * w[c][o] over one tap, weights packed HWIO at load,
  * so each input channel updates a row of outputs (an outer product; no horizontal sums) ---- */
 
@@ -250,7 +154,7 @@ static inline void copy_bytes(int8_t *dst, const int8_t *src, size_t n) {
 typedef struct {  /* one allocation (the loader frees prep with free()) */
     int32_t *padsum;  /* pad_value != 0: per [tap][cout] what one padded tap adds, or NULL */
     int8_t *dw;       /* depthwise weights as [tap][channel], or NULL */
-    int32_t *dw32;    /* MFE_CONV_DW3, depthwise 3x3 with stride_w 1 or 2: the same as int32 (uint16) w, or NULL */
+    int32_t *dw32;    /* MFE_DW_ROWS, depthwise 3x3 with stride_w 1 or 2: the same as int32 (uint16) w, or NULL */
     int8_t *dense;    /* MFE_CONV_PACK_DENSE, groups 1: weights as [tap][cin][cout] for conv_tap, or NULL */
     void *gemm;       /* 1x1, stride 1, no padding (or im2col): weights packed for mfe_gemm_rows, or NULL */
     int im2col;       /* gemm over im2col rows (dense convs other than 1x1) */
@@ -293,7 +197,7 @@ int mfe_prepare_conv2d(const mfe_model *m, mfe_node *nd, char *err, size_t errle
     nd->scratch = sizeof(int32_t) * (size_t)cout;
     const int32_t taps = kh * kw, pv = a[MFE_CONV2D_PAD_VALUE], depthwise = g == x->c && cout == g;
     size_t n_pad = pv ? (size_t)taps * cout : 0, n_dw = depthwise ? (size_t)taps * cout : 0;
-    size_t n_dw32 = MFE_CONV_DW3 && depthwise && kh == 3 && kw == 3 && a[MFE_CONV2D_STRIDE_W] <= 2 ? n_dw : 0;
+    size_t n_dw32 = MFE_DW_ROWS && depthwise && kh == 3 && kw == 3 && a[MFE_CONV2D_STRIDE_W] <= 2 ? n_dw : 0;
     const int pointwise = taps == 1 && g == 1 && a[MFE_CONV2D_STRIDE_H] == 1 && a[MFE_CONV2D_STRIDE_W] == 1 &&
                           hp == x->h && wp == x->w;
     /* other dense convs: the same GEMM over im2col rows of k = kh kw cin bytes (OHWI weights are [cout][k]) */
@@ -403,18 +307,13 @@ void mfe_run_conv2d(const mfe_ctx *c, const void *in0, const void *in1, void *ou
         return;
     }
     const int64_t rows = (int64_t)c->n * Y->h;
-#if MFE_CONV_DW3
+#if MFE_DW_ROWS
     if (prep->dw32) {
-        const int32_t *mult = nd->blob[MFE_CONV2D_B_MULT], *shift = nd->blob[MFE_CONV2D_B_SHIFT];
+        const int32_t *mult = nd->blob[MFE_CONV2D_B_MULT], *shift = nd->blob[MFE_CONV2D_B_SHIFT], pv = a[MFE_CONV2D_PAD_VALUE];
+        const dw3_geom geo = {{NULL, NULL, NULL}, X->w, cout, pl, 0};
         MFE_PARALLEL_FOR(c->threads, r, rows, {
-            mfe_row row = mfe_row_at(X, Y, in0, out, r);
-            dw3_geom geo = {{NULL, NULL, NULL}, X->w, cout, sw, pl};
-            for (int ky = 0; ky < 3; ky++) {
-                int32_t iy = row.oy * sh - pt + ky;
-                if (iy >= 0 && iy < X->h) geo.rows[ky] = row.x + (size_t)iy * X->w * X->c;
-            }
-            if (sw == 1) dw3_row_sw(row.y, &geo, Y->w, cout, prep->dw32, bias, mult, shift, a[MFE_CONV2D_PAD_VALUE], lo, hi, 1);
-            else dw3_row_sw(row.y, &geo, Y->w, cout, prep->dw32, bias, mult, shift, a[MFE_CONV2D_PAD_VALUE], lo, hi, 2);
+            if (sw == 1) dw3_rows_at(X, Y, in0, out, r, sh, pt, geo, prep->dw32, bias, mult, shift, pv, lo, hi, DW_MAC, 1);
+            else dw3_rows_at(X, Y, in0, out, r, sh, pt, geo, prep->dw32, bias, mult, shift, pv, lo, hi, DW_MAC, 2);
         });
         return;
     }

@@ -7,6 +7,7 @@
 #include "internal.h"
 #include "neon.h"
 #include "x86.h"
+#include "dwrows.h"
 
 MFE_SCALAR_FN void hdw_tap__scalar(int32_t *acc, const int8_t *x, const int32_t *w, int32_t c, int32_t xs, int32_t ef) {
     for (int32_t i = 0; i < c; i++) {
@@ -66,65 +67,6 @@ MFE_SCALAR_FN void hdw_requant__scalar(int8_t *dst, const int32_t *acc, const in
 #define hdw_requant__neon mfe_requant_row__neon
 #define hdw_requant__avx2 mfe_requant_row__x86
 
-/* The min op on AVX-512 by rows, as conv.c's depthwise 3x3: four output pixels x 16 channels with their
- * accumulators in registers across the nine taps, requantised in registers. sign(x) sign(w) min(|x|, |w|)
- * = clamp(x sign(w), -|w|, |w|): a masked negation, a max and a min per tap. Zero padding adds nothing. */
-#ifdef MFE_ISA_AVX512
-#define MFE_HDW_ROWS 1
-typedef struct {
-    const int8_t *rows[3];  /* input rows of the three taps, NULL where padding */
-    int32_t w_in, c, xs;
-} hdw_geom;
-
-static inline __attribute__((always_inline)) void hdw_pixels(int8_t *y, const hdw_geom *g, int32_t ox, int32_t c0,
-                                                              const mfe_tile16 *tl, const __m512i aw[9], const __mmask16 neg[9],
-                                                              const int NPIX, const int SW) {
-    const __m128i xs = _mm_cvtsi32_si128(g->xs);
-    const __mmask16 km = tl->km;
-    __m512i acc[4];
-    for (int p = 0; p < NPIX; p++) acc[p] = tl->bias;
-    for (int ky = 0; ky < 3; ky++) {
-        const int8_t *row = g->rows[ky];
-        if (!row) continue;
-        __m512i xv[3 * 2 + 3];
-        for (int i = 0; i < (NPIX - 1) * SW + 3; i++) {
-            int32_t ix = ox * SW - 1 + i;
-            xv[i] = ix >= 0 && ix < g->w_in
-                        ? _mm512_sll_epi32(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(km, row + (size_t)ix * g->c + c0)), xs)
-                        : _mm512_setzero_si512();
-        }
-        for (int kx = 0; kx < 3; kx++) {
-            const int t = ky * 3 + kx;
-            const __m512i naw = _mm512_sub_epi32(_mm512_setzero_si512(), aw[t]);
-            for (int p = 0; p < NPIX; p++) {
-                __m512i v = _mm512_mask_sub_epi32(xv[p * SW + kx], neg[t], _mm512_setzero_si512(), xv[p * SW + kx]);
-                acc[p] = _mm512_add_epi32(acc[p], _mm512_min_epi32(_mm512_max_epi32(v, naw), aw[t]));
-            }
-        }
-    }
-    for (int p = 0; p < NPIX; p++) _mm_mask_storeu_epi8(y + (size_t)(ox + p) * g->c + c0, km, mfe_rq16_apply(acc[p], &tl->q));
-}
-
-static inline __attribute__((always_inline)) void hdw_row_sw(int8_t *y, const hdw_geom *g, int32_t wout, const int32_t *w,
-                                                              const int32_t *bias, const int32_t *mult, const int32_t *shift,
-                                                              int32_t lo, int32_t hi, const int SW) {
-    for (int32_t c0 = 0; c0 < g->c; c0 += 16) {
-        const mfe_tile16 tl = mfe_tile16_load(c0, g->c, bias, mult, shift, lo, hi);
-        __m512i aw[9];
-        __mmask16 neg[9];
-        for (int t = 0; t < 9; t++) {
-            __m512i wv = _mm512_maskz_loadu_epi32(tl.km, w + (size_t)t * g->c + c0);
-            aw[t] = _mm512_abs_epi32(wv), neg[t] = _mm512_movepi32_mask(wv);
-        }
-        int32_t ox = 0;
-        for (; ox + 4 <= wout; ox += 4) hdw_pixels(y, g, ox, c0, &tl, aw, neg, 4, SW);
-        for (; ox < wout; ox++) hdw_pixels(y, g, ox, c0, &tl, aw, neg, 1, SW);
-    }
-}
-#else
-#define MFE_HDW_ROWS 0
-#endif
-
 int mfe_prepare_hdw(const mfe_model *m, mfe_node *nd, char *err, size_t errlen) {
     const mfe_tensor *x = &m->t[nd->in[0]], *y = &m->t[nd->out];
     const int32_t s = nd->a[MFE_HDW_STRIDE], c = x->c;
@@ -155,17 +97,12 @@ void mfe_run_hdw(const mfe_ctx *c, const void *in0, const void *in1, void *out) 
     const int32_t *w = nd->prep, *bias = nd->blob[MFE_HDW_B_BIAS];
     const int32_t *mult = nd->blob[MFE_HDW_B_MULT], *shift = nd->blob[MFE_HDW_B_SHIFT];
     const int64_t rows = (int64_t)c->n * Y->h;
-#if MFE_HDW_ROWS
-    if (!ef) {
+#if MFE_DW_ROWS
+    if (!ef) {  /* the min op by rows (dwrows.h), accumulators in registers; zero padding adds nothing */
+        const dw3_geom geo = {{NULL, NULL, NULL}, X->w, C, 1, xs};
         MFE_PARALLEL_FOR(c->threads, r, rows, {
-            mfe_row row = mfe_row_at(X, Y, in0, out, r);
-            hdw_geom geo = {{NULL, NULL, NULL}, X->w, C, xs};
-            for (int ky = 0; ky < 3; ky++) {
-                int32_t iy = row.oy * s - 1 + ky;
-                if (iy >= 0 && iy < X->h) geo.rows[ky] = row.x + (size_t)iy * X->w * C;
-            }
-            if (s == 1) hdw_row_sw(row.y, &geo, Y->w, w, bias, mult, shift, lo, hi, 1);
-            else hdw_row_sw(row.y, &geo, Y->w, w, bias, mult, shift, lo, hi, 2);
+            if (s == 1) dw3_rows_at(X, Y, in0, out, r, 1, 1, geo, w, bias, mult, shift, 0, lo, hi, DW_MIN, 1);
+            else dw3_rows_at(X, Y, in0, out, r, 2, 1, geo, w, bias, mult, shift, 0, lo, hi, DW_MIN, 2);
         });
         return;
     }
