@@ -170,15 +170,6 @@ static int acc_bound_ok(const int8_t *w, const int32_t *bias, int32_t cout, int6
     return MFE_OK;
 }
 
-/* The least value tensor t can hold: the clamp of the node before nd that writes it (every op clamps its
- * int8 output to [act_lo, act_hi]); the graph input and anything else: -128. */
-static int32_t tensor_lo(const mfe_model *m, const mfe_node *nd, int32_t t) {
-    for (const mfe_node *p = m->nodes; p < nd; p++)
-        if (p->out == t && m->t[t].dtype == MFE_DT_INT8 && MFE_OP_INFO[p->op].act_lo >= 0)
-            return p->a[MFE_OP_INFO[p->op].act_lo];
-    return -128;
-}
-
 int mfe_prepare_conv2d(const mfe_model *m, mfe_node *nd, char *err, size_t errlen) {
     const mfe_tensor *x = &m->t[nd->in[0]], *y = &m->t[nd->out];
     const int32_t *a = nd->a;
@@ -210,7 +201,7 @@ int mfe_prepare_conv2d(const mfe_model *m, mfe_node *nd, char *err, size_t errle
     nd->prep = p;
     if (n_gemm) {  /* the 1x1 product as a packed GEMM over blocks of pixels */
         p->gemm = (void *)(((uintptr_t)((uint8_t *)(p->data + n_pad) + n_dw + n_dense) + 63) & ~(uintptr_t)63);
-        const int u8 = tensor_lo(m, nd, nd->in[0]) >= 0 && (!im2col || pv >= 0);  /* padding reads pad_value */
+        const int u8 = x->lo >= 0 && (!im2col || pv >= 0);  /* the input is clamped at >= 0; padding reads pad_value */
         mfe_gemm_pack(p->gemm, nd->blob[MFE_CONV2D_B_WEIGHT], nd->blob[MFE_CONV2D_B_BIAS], cout, (int32_t)k, u8);
         nd->scratch = mfe_gemm_scratch_bytes((int32_t)k) + (im2col ? (size_t)mfe_gemm_block_rows((int32_t)k) * k : 0);
         p->im2col = im2col;

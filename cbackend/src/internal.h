@@ -13,6 +13,7 @@ typedef struct {
     size_t bytes;      /* per image */
     size_t offset;     /* per-image offset in the arena plan; times the chunk size at run time */
     int32_t last_use;  /* index of the last node reading it */
+    int32_t lo;        /* the least value it can hold: its producer's act_lo (int8), else -128 */
 } mfe_tensor;
 
 typedef struct mfe_node {

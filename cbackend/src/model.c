@@ -125,6 +125,7 @@ static int parse_nodes(mfe_model *m, uint64_t at, uint64_t blobs_at, uint8_t *pr
             MFE_FAIL(rc, "node %d (%s) at offset %llu: %s", i, oi->name, (unsigned long long)at, why);
         }
         produced[nd->out] = 1;
+        if (oi->act_lo >= 0 && m->t[nd->out].dtype == MFE_DT_INT8) m->t[nd->out].lo = nd->a[oi->act_lo];  /* ops clamp */
         m->t[nd->out].last_use = i;  /* live while its node runs, even if nothing reads it */
         for (int j = 0; j < nd->n_in; j++) m->t[nd->in[j]].last_use = i;
     }
@@ -228,7 +229,7 @@ static int parse(mfe_model *m, char *err, size_t errlen) {
         mfe_tensor *t = &m->t[i];
         uint32_t dt = rd32(p), dh = rd32(p + 4), dw = rd32(p + 8), dc = rd32(p + 12);
         memcpy(&t->scale, p + 16, 4);
-        t->last_use = -1;
+        t->last_use = -1, t->lo = -128;
         const char *why = NULL;
         if (dt != MFE_DT_INT8 && dt != MFE_DT_INT32) why = "bad dtype code";
         else if (dh < 1 || dw < 1 || dc < 1 || dh > MAX_DIM || dw > MAX_DIM || dc > MAX_DIM) why = "bad shape";
