@@ -35,6 +35,7 @@ class NativeModel:
         self.lib.mfe_input_shape(self._m, hwc)
         self.in_shape = tuple(hwc)
         self.out_dtype = np.int32 if dt[0] == 2 else np.int8
+        self.node_count = self.lib.mfe_node_count(self._m)
         self._lock = threading.Lock()
 
     def run(self, x: np.ndarray, threads: int = 1, out: np.ndarray | None = None,
@@ -53,9 +54,9 @@ class NativeModel:
             out = np.empty(shape, dtype=self.out_dtype)
         elif out.shape != shape or out.dtype != self.out_dtype or not out.flags.c_contiguous:
             raise ValueError(f"out must be a contiguous {np.dtype(self.out_dtype).name} array of shape {shape}")
-        if node_seconds is not None and (node_seconds.shape != (self.lib.mfe_node_count(self._m),)
-                                         or node_seconds.dtype != np.float64 or not node_seconds.flags.c_contiguous):
-            raise ValueError(f"node_seconds must be a contiguous float64 array of {self.lib.mfe_node_count(self._m)} entries")
+        if node_seconds is not None and (node_seconds.shape != (self.node_count,) or node_seconds.dtype != np.float64
+                                         or not node_seconds.flags.c_contiguous):
+            raise ValueError(f"node_seconds must be a contiguous float64 array of {self.node_count} entries")
         err = self.ffi.new("char[256]")
         profile = self.ffi.NULL if node_seconds is None else self.ffi.from_buffer("double[]", node_seconds)
         with self._lock:

@@ -1,7 +1,7 @@
 /* conv2d and linear: int8 x int8 -> int32 accumulate -> requantise to int8 (or int32 logits).
  * Paths: 1x1 stride-1 (the packed GEMM over pixels, requantised in its epilogue), other dense convs (the same
- * GEMM over im2col rows where the build has one: AVX2 or VNNI), depthwise 3x3 (AVX-512 or AVX2 rows: accumulators
- * in registers),
+ * GEMM over im2col rows where the build has one: AVX2 or VNNI), depthwise 3x3 (AVX-512 or AVX2 rows, dwrows.h:
+ * accumulators in registers),
  * other depthwise (taps vectorised over channels), general direct conv. */
 #include <stdlib.h>
 #include <string.h>
@@ -301,10 +301,10 @@ void mfe_run_conv2d(const mfe_ctx *c, const void *in0, const void *in1, void *ou
 #if MFE_DW_ROWS
     if (prep->dw32) {
         const int32_t *mult = nd->blob[MFE_CONV2D_B_MULT], *shift = nd->blob[MFE_CONV2D_B_SHIFT], pv = a[MFE_CONV2D_PAD_VALUE];
-        const dw3_geom geo = {{NULL, NULL, NULL}, X->w, cout, pl, 0};
+        const dw3_geom geo = {{NULL, NULL, NULL}, X->w, cout, sh, pt, pl, 0};
         MFE_PARALLEL_FOR(c->threads, r, rows, {
-            if (sw == 1) dw3_rows_at(X, Y, in0, out, r, sh, pt, geo, prep->dw32, bias, mult, shift, pv, lo, hi, DW_MAC, 1);
-            else dw3_rows_at(X, Y, in0, out, r, sh, pt, geo, prep->dw32, bias, mult, shift, pv, lo, hi, DW_MAC, 2);
+            if (sw == 1) dw3_row_at(X, Y, in0, out, r, geo, prep->dw32, bias, mult, shift, pv, lo, hi, DW_MAC, 1);
+            else dw3_row_at(X, Y, in0, out, r, geo, prep->dw32, bias, mult, shift, pv, lo, hi, DW_MAC, 2);
         });
         return;
     }

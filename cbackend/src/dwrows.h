@@ -67,7 +67,7 @@ enum { DW_MAC, DW_MIN };
 
 typedef struct {
     const int8_t *rows[3];  /* input rows of the three taps, NULL where padding */
-    int32_t w_in, cstride, pl, xs;
+    int32_t w_in, cstride, sh, pt, pl, xs;  /* input width, channels; stride and padding (rows, top, left); hdw's xshift */
 } dw3_geom;
 
 typedef struct { dw_vec w[9], aw[9], naw[9]; } dw3_taps;  /* DW_MIN: |w| and -|w| too */
@@ -136,15 +136,14 @@ static inline __attribute__((always_inline)) void dw3_row(int8_t *y, const dw3_g
     }
 }
 
-/* Output rows of a batch: the input rows of row r's taps, then dw3_row. */
-static inline __attribute__((always_inline)) void dw3_rows_at(const mfe_tensor *X, const mfe_tensor *Y, const void *in,
-                                                               void *out, int64_t r, int32_t sh, int32_t pt, dw3_geom geo,
-                                                               const int32_t *w, const int32_t *bias, const int32_t *mult,
-                                                               const int32_t *shift, int32_t pv, int32_t lo, int32_t hi,
-                                                               const int OP, const int SW) {
+/* Output row r of the batch: the input rows of its taps, then dw3_row. */
+static inline __attribute__((always_inline)) void dw3_row_at(const mfe_tensor *X, const mfe_tensor *Y, const void *in,
+                                                              void *out, int64_t r, dw3_geom geo, const int32_t *w,
+                                                              const int32_t *bias, const int32_t *mult, const int32_t *shift,
+                                                              int32_t pv, int32_t lo, int32_t hi, const int OP, const int SW) {
     const mfe_row row = mfe_row_at(X, Y, in, out, r);
     for (int ky = 0; ky < 3; ky++) {
-        const int32_t iy = row.oy * sh - pt + ky;
+        const int32_t iy = row.oy * geo.sh - geo.pt + ky;
         geo.rows[ky] = iy >= 0 && iy < X->h ? row.x + (size_t)iy * X->w * X->c : NULL;
     }
     dw3_row(row.y, &geo, Y->w, Y->c, w, bias, mult, shift, pv, lo, hi, OP, SW);

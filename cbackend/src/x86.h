@@ -162,17 +162,14 @@ static inline __m256i mfe_rq8_apply(__m256i acc, const mfe_rq8 *q) {
     return _mm256_min_epi32(_mm256_max_epi32(v, q->lo), q->hi);
 }
 
-/* 8 int32 lanes already inside int8 -> their 8 bytes in the low half */
-static inline __m128i mfe_pack8(__m256i v) {
-    const __m256i w = _mm256_packs_epi32(v, v), b = _mm256_packs_epi16(w, w);  /* bytes 0-3 of each 128-bit half */
-    return _mm_unpacklo_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1));
-}
-
-/* two vectors of 8 int32 lanes inside int8 -> their 16 bytes, a's then b's: three shuffles, not eight */
+/* two vectors of 8 int32 lanes inside int8 -> their 16 bytes, a's then b's: three shuffles */
 static inline __m128i mfe_pack16(__m256i a, __m256i b) {
     const __m256i w = _mm256_packs_epi32(a, b), v = _mm256_packs_epi16(w, w);  /* dwords a0-3 b0-3 . . | a4-7 b4-7 . . */
     return _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(v, _mm256_setr_epi32(0, 4, 1, 5, 0, 4, 1, 5)));
 }
+
+/* one vector: its 8 bytes in the low half */
+static inline __m128i mfe_pack8(__m256i v) { return mfe_pack16(v, v); }
 
 /* the first n <= 8 bytes at src (no read past them), zero above */
 static inline __m128i mfe_load8(const int8_t *src, int32_t n) {
