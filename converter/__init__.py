@@ -35,7 +35,7 @@ WHT_PERCENTILE = 99.9
 
 
 def convert(model, calib: np.ndarray, mean: list[float], std: list[float], *, mulfree: bool = False,
-            percentile: float | None = None, meta: dict | None = None,
+            reduce_range: bool = False, percentile: float | None = None, meta: dict | None = None,
             progress: Callable[[int], None] | None = None):
     """Trace, fold, calibrate on `calib` (uint8 NHWC images) and quantise; returns an engine Graph."""
     import torch
@@ -57,9 +57,9 @@ def convert(model, calib: np.ndarray, mean: list[float], std: list[float], *, mu
     absmax = calibrate.ranges(ranged, [lay.fx_out for lay in layers],
                               list(float_batches(calib, mean, std, float_batch_size(model))), percentile, progress,
                               overrides=wht)
-    q = quantize.Quantizer(layers, absmax, tuple(calib.shape[1:]), mean, std, mulfree)
+    q = quantize.Quantizer(layers, absmax, tuple(calib.shape[1:]), mean, std, mulfree, reduce_range)
     return q.build({"producer": "converter", "normalization": {"mean": list(mean), "std": list(std)},
-                    "mulfree": mulfree, **(meta or {})})
+                    "mulfree": mulfree, "reduce_range": reduce_range, **(meta or {})})
 
 
 def traced(model) -> tuple:

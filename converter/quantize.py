@@ -23,6 +23,9 @@ from .mulfree import pow2_act_scale, pow2_nearest, pow2_round, pow2_scale, pow2_
 from .trace import Layer
 
 ZERO_POINT = 128  # uint8 pixel u -> int8 q = u - 128: no clamping, q * (1/255) spans the pixel range
+# reduce_range: weights of dense convs (but the first) whose input can be negative lie in [-NARROW, NARROW], so the pair sums
+# of AVX2's vpmaddubsw on x + 128 (at most 2 * 255 * 64 = 32640) cannot saturate (cbackend/src/gemm.c)
+NARROW = 64
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -34,15 +37,15 @@ def _pow2(f, v: np.ndarray, *args) -> np.ndarray:
     return f(torch.from_numpy(np.asarray(v, np.float64)), *args).numpy()
 
 
-def quant_weights(w: np.ndarray, per_channel: bool, mulfree: bool) -> tuple[np.ndarray, np.ndarray]:
-    """int8 weights and their scales (per output channel, or one)."""
+def quant_weights(w: np.ndarray, per_channel: bool, mulfree: bool, top: int = 127) -> tuple[np.ndarray, np.ndarray]:
+    """int8 weights in [-top, top] and their scales (per output channel, or one); mulfree's are within 64."""
     if mulfree:
         q, scale = pow2_weights(torch.from_numpy(w), per_channel)
         scale = scale.numpy().ravel()
     else:
         flat = w.reshape(w.shape[0], -1) if per_channel else w.reshape(1, -1)
-        scale = np.maximum(np.abs(flat).max(1), 1e-12) / 127
-        q = np.clip(np.rint(w / (scale.reshape((-1,) + (1,) * (w.ndim - 1)) if per_channel else scale[0])), -127, 127)
+        scale = np.maximum(np.abs(flat).max(1), 1e-12) / top
+        q = np.clip(np.rint(w / (scale.reshape((-1,) + (1,) * (w.ndim - 1)) if per_channel else scale[0])), -top, top)
     return np.asarray(q).astype(np.int8), (scale if per_channel else np.full(w.shape[0], scale[0]))
 
 
@@ -71,8 +74,8 @@ def _bias(b: np.ndarray, acc_scale: np.ndarray) -> np.ndarray:
 
 class Quantizer:
     def __init__(self, layers: list[Layer], absmax: dict[str, float], input_shape: tuple[int, int, int],
-                 mean: list[float], std: list[float], mulfree: bool):
-        self.layers, self.absmax, self.mulfree = layers, absmax, mulfree
+                 mean: list[float], std: list[float], mulfree: bool, reduce_range: bool = False):
+        self.layers, self.absmax, self.mulfree, self.reduce_range = layers, absmax, mulfree, reduce_range
         self.mean, self.std = np.asarray(mean, float), np.asarray(std, float)
         self.b = GraphBuilder(input_shape, scale=1 / 255, zero_point=ZERO_POINT)
         self.tensor: dict[int, int] = {-1: 0}
@@ -116,6 +119,11 @@ class Quantizer:
     def _input(self, layer: Layer) -> tuple[int, float]:
         return self.tensor[layer.inputs[0]], self.scale[layer.inputs[0]]
 
+    def _nonneg_input(self, layer: Layer) -> bool:
+        """Whether the layer's input is a layer output clamped at >= 0."""
+        i = layer.inputs[0]
+        return i >= 0 and self.layers[i].act is not None and self.layers[i].act[0] >= 0
+
     def _requant(self, real: np.ndarray) -> dict[str, np.ndarray]:
         m, s = multipliers(real, self.mulfree)
         return {"mult": m, "shift": s}
@@ -130,7 +138,9 @@ class Quantizer:
             w = w / (255 * self.std.reshape(1, -1, 1, 1))
             offset = ZERO_POINT - 255 * self.mean  # q + offset = u - 255 mean, per channel
             pad_value = int(np.clip(np.rint(-offset.mean()), -128, 127))
-        wq, sw = quant_weights(w, True, self.mulfree)
+        # not the first conv: the image's precision matters most there, and its few products gain nothing
+        narrow = self.reduce_range and layer.attrs["groups"] == 1 and layer.inputs[0] != -1 and not self._nonneg_input(layer)
+        wq, sw = quant_weights(w, True, self.mulfree, NARROW if narrow else 127)
         if layer.inputs[0] == -1:  # through the weights the integer conv uses (power-of-two rounding is coarse)
             bias = bias + (wq * sw.reshape(-1, 1, 1, 1) * offset.reshape(1, -1, 1, 1)).sum(axis=(1, 2, 3))
         sy = self.out_scale(layer)

@@ -129,6 +129,23 @@ def test_mulfree_has_no_multiplies(wht_scale):
     assert corr > 0.5  # powers of two are coarse before fine-tuning; the graph still tracks the float model
 
 
+def test_reduce_range_narrows_the_weights_of_convs_on_signed_inputs():
+    torch.manual_seed(5)
+    model = randomise_stats(build("mbv2", in_channels=1, width=0.5))
+    corr, agree, m = fidelity(model, reduce_range=True)
+    g = m.graph
+    convs = [n for n in g.nodes if n.op == "conv2d" and n.attrs["groups"] == 1]
+    # a dense conv's input is signed when its producer does not clamp at >= 0; the first conv (on the image) keeps 127
+    producer = {n.output: n for n in g.nodes}
+    signed = {n.name: n.inputs[0] != g.input and producer[n.inputs[0]].attrs.get("act_lo", -128) < 0 for n in convs}
+    tops = {n.name: int(np.abs(n.blobs["weight"].astype(int)).max()) for n in convs}
+    assert {name for name, s in signed.items() if s} and {name for name, s in signed.items() if not s}
+    for name, top in tops.items():
+        assert top == (64 if signed[name] else 127), (name, top)
+    assert corr > 0.99 and agree > 0.9, (corr, agree)
+    assert g.meta["reduce_range"] is True
+
+
 def test_residual_wht_with_large_scales_is_refused():
     m = WHT(8, 8, "soft", residual=True, scale=True)
     m.V.data.fill_(1.5)

@@ -164,6 +164,33 @@ def test_gemm_nonnegative_inputs(cin, cout, k, lo, pad_value):
         check(g, images(rng, 3, g.tensors[0].shape, edge), threads=2)
 
 
+@pytest.mark.parametrize("cin,cout,k,pad_value,wide", [(24, 20, 1, 0, 0), (70, 33, 1, 0, 0), (3, 17, 1, 0, 0),
+                                                      (320, 40, 1, 0, 0), (5, 12, 3, -128, 0), (5, 12, 3, 127, 0),
+                                                      (24, 20, 1, 0, 65), (24, 20, 1, 0, -65)])
+def test_gemm_narrow_weights(cin, cout, k, pad_value, wide):
+    """Weights in [-64, 64] (`convert --reduce-range`, and every --mulfree model) let a conv on signed input take
+    the GEMM's byte product on x + 128 (AVX2 vpmaddubsw): pair sums reach +-2 * 255 * 64 = 32640 at the
+    extremes, padding included. One weight past 64 (`wide`) must keep the int16 product."""
+    from engine.builder import GraphBuilder
+    from randgraph import requant
+    rng = np.random.default_rng(cin * 100 + cout + k + pad_value + wide)
+    for edge in EDGES:
+        b = GraphBuilder((5, 9, cin))
+        w = {"max": np.full((cout, k, k, cin), 64), "min": np.full((cout, k, k, cin), -64)}.get(
+            edge, rng.integers(-64, 65, (cout, k, k, cin)))
+        w[::2, ..., ::2] *= -1  # pairs of each sign, under any input
+        w.reshape(-1)[rng.integers(0, w.size, 4)] = [-64, 64, -64, 64]
+        bias, rq = rng.integers(-5000, 5000, cout), requant(rng, cout, 128 * 64 * cin * k * k, False)
+        if wide:  # channel 1: only a pair (wide, +-64), where the byte product's 255 * 129 saturates by 128, seen
+            w[1] = 0
+            w[1, 0, 0, :2] = wide, np.sign(wide) * 64
+            bias[1], rq["mult"][1], rq["shift"][1] = 0, 1, 8
+        b.add("conv2d", 0, cout=cout, kh=k, kw=k, stride_h=1, stride_w=1, pad_t=k // 2, pad_l=k // 2, pad_b=k // 2,
+              pad_r=k // 2, groups=1, pad_value=pad_value, weight=w.astype(np.int8), bias=bias, **rq)
+        g = b.build()
+        check(g, images(rng, 3, g.tensors[0].shape, edge), threads=2)
+
+
 @pytest.mark.parametrize("pixels", [1, 2, 3, 4, 5, 7, 8, 9, 12, 49])
 def test_pointwise_gemm_pixel_tails(pixels):
     """The GEMM runs blocks of 8, 4, 2 or 1 pixels: every tail length, channels off the 16-wide blocks."""

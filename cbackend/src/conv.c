@@ -201,8 +201,12 @@ int mfe_prepare_conv2d(const mfe_model *m, mfe_node *nd, char *err, size_t errle
     nd->prep = p;
     if (n_gemm) {  /* the 1x1 product as a packed GEMM over blocks of pixels */
         p->gemm = (void *)(((uintptr_t)((uint8_t *)(p->data + n_pad) + n_dw + n_dense) + 63) & ~(uintptr_t)63);
-        const int u8 = x->lo >= 0 && (!im2col || pv >= 0);  /* the input is clamped at >= 0; padding reads pad_value */
-        mfe_gemm_pack(p->gemm, nd->blob[MFE_CONV2D_B_WEIGHT], nd->blob[MFE_CONV2D_B_BIAS], cout, (int32_t)k, u8);
+        const int8_t *w = nd->blob[MFE_CONV2D_B_WEIGHT];
+        int narrow = 1;
+        for (int64_t i = 0; i < cout * k && narrow; i++) narrow = w[i] >= -64 && w[i] <= 64;
+        /* the input is clamped at >= 0 (padding reads pad_value), or the weights are narrow */
+        const int known = x->lo >= 0 && (!im2col || pv >= 0) ? MFE_GEMM_X_NONNEG : narrow ? MFE_GEMM_W_NARROW : MFE_GEMM_ANY;
+        mfe_gemm_pack(p->gemm, w, nd->blob[MFE_CONV2D_B_BIAS], cout, (int32_t)k, known);
         nd->scratch = mfe_gemm_scratch_bytes((int32_t)k) + (im2col ? (size_t)mfe_gemm_block_rows((int32_t)k) * k : 0);
         p->im2col = im2col;
     }

@@ -20,7 +20,8 @@ size_t mfe_gemm_packed_bytes(int32_t cout, int32_t cin) {
     return (size_t)(o16_of(cout) * k4_of(cin) * 4) + sizeof(int32_t) * (size_t)o16_of(cout);
 }
 
-void mfe_gemm_pack(void *dst, const int8_t *w, const int32_t *bias, int32_t cout, int32_t cin, int u8) {
+void mfe_gemm_pack(void *dst, const int8_t *w, const int32_t *bias, int32_t cout, int32_t cin, int known) {
+    (void)known;  /* vpdpbusd never saturates */
     const int64_t k4 = k4_of(cin), o16 = o16_of(cout);
     int8_t *p = dst;
     int32_t *b = (int32_t *)(p + o16 * k4 * 4);
@@ -122,11 +123,14 @@ void mfe_gemm_rows(int8_t *y, void *scratch, const int8_t *x, int np, int32_t ci
  * which), then bias[cout8] int32:
  *   int16 pairs [cout/8][cin/2][8][2]: inputs sign-extended to int16 pairs; vpmaddwd of a broadcast pair
  *     (x0, x1) with an output's (w0, w1) adds x0 w0 + x1 w1 (|.| <= 2^15) to its int32 lane exactly;
- *   bytes [cout/8][cin/4][8][4], for inputs known to lie in [0, 127] (the producer clamps at >= 0, as after
- *     ReLU6): vpmaddubsw of four broadcast bytes, unsigned, with the signed weights gives pair sums of at most
- *     2 * 127 * 128 = 32512, inside int16 (no saturation), and vpmaddwd by ones adds the pairs into int32:
- *     half the instructions and weight bytes per product.
- * The load-time proof keeps every partial sum inside int32. GEMM_R pixels by B <= 2 blocks of 8 outputs keep
+ *   bytes [cout/8][cin/4][8][4]: vpmaddubsw of four broadcast bytes, unsigned, with the signed weights, and
+ *     vpmaddwd by ones adds the pairs into int32: half the instructions and weight bytes per product. Its
+ *     int16 pair sums saturate, so it runs only where the loader knows they cannot:
+ *     MFE_GEMM_X_NONNEG, inputs in [0, 127] (the producer clamps at >= 0, as after ReLU6): at most
+ *       2 * 127 * 128 = 32512;
+ *     MFE_GEMM_W_NARROW, weights in [-64, 64]: the input goes in as x + 128 (xor 0x80), at most
+ *       2 * 255 * 64 = 32640, and bias' = bias - 128 sum(w) takes the 128 sum(w) back off.
+ * The load-time proof (|bias| + 128 sum|w| <= INT32_MAX) keeps every partial sum inside int32, bias' too. GEMM_R pixels by B <= 2 blocks of 8 outputs keep
  * their accumulators in registers. A call sweeps every block of outputs over up to 64 pixels, so each block's
  * weights are read from cache once per call rather than once per 8 pixels (the weights of a 4x4x960 layer are
  * 2 MB as int16: beyond L2), with the rows' copy kept near 64 KB. */
@@ -140,20 +144,23 @@ size_t mfe_gemm_packed_bytes(int32_t cout, int32_t cin) {  /* the int16 layout: 
     return GEMM_HEAD + (size_t)(o8_of(cout) * k2_of(cin) * 4) + sizeof(int32_t) * (size_t)o8_of(cout);
 }
 
-void mfe_gemm_pack(void *dst, const int8_t *w, const int32_t *bias, int32_t cout, int32_t cin, int u8) {
+void mfe_gemm_pack(void *dst, const int8_t *w, const int32_t *bias, int32_t cout, int32_t cin, int known) {
+    const int u8 = known != MFE_GEMM_ANY;
     const int64_t ks = u8 ? k4_of(cin) : k2_of(cin), per = u8 ? 4 : 2;
     memset(dst, 0, mfe_gemm_packed_bytes(cout, cin));
-    *(int32_t *)dst = u8;
+    *(int32_t *)dst = known;
     int8_t *p8 = (int8_t *)dst + GEMM_HEAD;
     int16_t *p16 = (int16_t *)p8;
     int32_t *b = (int32_t *)(p8 + o8_of(cout) / 8 * ks * 32);
     for (int32_t o = 0; o < cout; o++) {
+        int64_t v = bias[o];
         for (int32_t i = 0; i < cin; i++) {
             const size_t at = (size_t)((o / 8 * ks + i / per) * 8 + o % 8) * per + i % per;
             if (u8) p8[at] = w[(size_t)o * cin + i];
             else p16[at] = w[(size_t)o * cin + i];
+            if (known == MFE_GEMM_W_NARROW) v -= 128 * (int64_t)w[(size_t)o * cin + i];
         }
-        b[o] = bias[o];
+        b[o] = (int32_t)v;
     }
 }
 
@@ -195,12 +202,12 @@ size_t mfe_gemm_scratch_bytes(int32_t cin) { return sizeof(int32_t) * (size_t)mf
 
 void mfe_gemm_rows(int8_t *y, void *scratch, const int8_t *x, int np, int32_t cin, const void *packed,
                    int32_t cout, const int32_t *mult, const int32_t *shift, int32_t lo, int32_t hi) {
-    const int u8 = *(const int32_t *)packed;
+    const int known = *(const int32_t *)packed, u8 = known != MFE_GEMM_ANY;
     const int64_t ks = u8 ? k4_of(cin) : k2_of(cin), o8 = o8_of(cout) / 8;
     const int8_t *w = (const int8_t *)packed + GEMM_HEAD;
     const int32_t *bias = (const int32_t *)(w + o8 * ks * 32);
-    /* the rows as 4-byte k-steps: bytes as they are (u8) or sign-extended to int16 pairs, zero padded to whole
-     * k-steps and to whole GEMM_R blocks */
+    /* the rows as 4-byte k-steps: bytes (u8, then offset to x + 128 for narrow weights) or sign-extended to int16
+     * pairs, zero padded to whole k-steps and to whole GEMM_R blocks */
     int8_t *xs = scratch;
     const int rows = (np + GEMM_R - 1) / GEMM_R * GEMM_R;
     for (int p = 0; p < np; p++) {
@@ -216,6 +223,8 @@ void mfe_gemm_rows(int8_t *y, void *scratch, const int8_t *x, int np, int32_t ci
         for (; i + 8 <= cin; i += 8) _mm_storeu_si128((__m128i *)(d + i), _mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)(xr + i))));
         for (; i < ks * 2; i++) d[i] = i < cin ? xr[i] : 0;
     }
+    if (known == MFE_GEMM_W_NARROW)  /* x + 128; the padding bytes too, which meet zero weights */
+        for (size_t i = 0; i < (size_t)np * ks; i++) ((int32_t *)xs)[i] ^= (int32_t)0x80808080;
     memset(xs + (size_t)np * ks * 4, 0, (size_t)((rows - np) * ks * 4));
     for (int64_t ob = 0; ob < o8;) {
         const int B = o8 - ob >= 2 ? 2 : 1;
@@ -246,7 +255,7 @@ void mfe_gemm_rows(int8_t *y, void *scratch, const int8_t *x, int np, int32_t ci
 #else
 int mfe_gemm_block_rows(int32_t cin) { return 8; }
 size_t mfe_gemm_packed_bytes(int32_t cout, int32_t cin) { return 0; }
-void mfe_gemm_pack(void *dst, const int8_t *w, const int32_t *bias, int32_t cout, int32_t cin, int u8) {}
+void mfe_gemm_pack(void *dst, const int8_t *w, const int32_t *bias, int32_t cout, int32_t cin, int known) {}
 size_t mfe_gemm_scratch_bytes(int32_t cin) { return 0; }
 void mfe_gemm_rows(int8_t *y, void *scratch, const int8_t *x, int np, int32_t cin, const void *packed,
                    int32_t cout, const int32_t *mult, const int32_t *shift, int32_t lo, int32_t hi) {}

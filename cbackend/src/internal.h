@@ -121,8 +121,14 @@ MFE_DECLARE(affine)
 int mfe_gemm_block_rows(int32_t cin);
 size_t mfe_gemm_packed_bytes(int32_t cout, int32_t cin);
 size_t mfe_gemm_scratch_bytes(int32_t cin);
-/* u8: every input byte is known to lie in [0, 127] (a build may use a faster exact product then) */
-void mfe_gemm_pack(void *dst, const int8_t *w, const int32_t *bias, int32_t cout, int32_t cin, int u8);
+/* What the loader knows that lets a build use a faster exact byte product (AVX2 vpmaddubsw, which saturates
+ * pair sums of unsigned by signed bytes at int16): */
+enum {
+    MFE_GEMM_ANY = 0,        /* nothing: any int8 input, any int8 weight */
+    MFE_GEMM_X_NONNEG = 1,   /* every input byte lies in [0, 127] */
+    MFE_GEMM_W_NARROW = 2,   /* every weight lies in [-64, 64] (x + 128 <= 255 then keeps pair sums in int16) */
+};
+void mfe_gemm_pack(void *dst, const int8_t *w, const int32_t *bias, int32_t cout, int32_t cin, int known);
 void mfe_gemm_rows(int8_t *y, void *scratch, const int8_t *x, int np, int32_t cin, const void *packed,
                    int32_t cout, const int32_t *mult, const int32_t *shift, int32_t lo, int32_t hi);
 
