@@ -70,6 +70,8 @@ def test_saturation_is_specified():
 RQ_FORMS = {  # (mult, shift) per channel for each exact form the SIMD requantisation picks per tile (cbackend/src/x86.h)
     "shift": lambda rng, c: (np.ones(c, np.int64), rng.choice([0, 1, 2, 7, 15, 30, 31, 32, 33, 63], c)),
     "high": lambda rng, c: (rng.integers(0, 2**31, c), rng.integers(32, 64, c)),
+    # s = 31..33, the wide/high boundary, with products near the int8 range (small mult and bias): rounding shows
+    "near32": lambda rng, c: (rng.integers(1 << 19, 1 << 20, c), rng.integers(31, 34, c)),
     "wide": lambda rng, c: (rng.integers(0, 2**31, c), rng.integers(0, 32, c)),
     "mixed": lambda rng, c: (np.where(np.arange(c) % 3, rng.integers(1 << 30, 2**31, c), 1), rng.integers(30, 34, c)),
 }
@@ -77,17 +79,20 @@ RQ_FORMS = {  # (mult, shift) per channel for each exact form the SIMD requantis
 
 @pytest.mark.parametrize("form", sorted(RQ_FORMS))
 @pytest.mark.parametrize("kind", ["pointwise", "depthwise", "grouped", "affine"])
-def test_requant_forms(form, kind):
+@pytest.mark.parametrize("act", [(-128, 127), (-3, 90)])
+def test_requant_forms(form, kind, act):
     """Every requantisation form (shift only, high dword, int64) in the GEMM epilogue, the depthwise row kernel,
-    the general conv loop and affine, with biases that spread the accumulators over the whole int32 range."""
+    the general conv loop and affine, with biases that spread the accumulators over the whole int32 range;
+    with the int8 range (the saturating packs clamp) and a narrower clamp."""
     from engine.builder import GraphBuilder
-    rng = np.random.default_rng(sorted(RQ_FORMS).index(form) * 10 + len(kind))
+    rng = np.random.default_rng(sorted(RQ_FORMS).index(form) * 10 + len(kind) + act[1])
     c = 20  # two full tiles of 8 and a tail
     mult, shift = RQ_FORMS[form](rng, c)
     b = GraphBuilder((3, 5, 24 if kind == "pointwise" else c))
+    spread = 2.0 ** -20 if form == "near32" else 1.0  # of the biases over their int32 range
     if kind == "affine":
-        b.add("affine", 0, mult=mult * rng.choice([-1, 1], c), bias=rng.integers(-(2**31), 2**31, c), shift=shift,
-              act_lo=-128, act_hi=127)
+        b.add("affine", 0, mult=mult * rng.choice([-1, 1], c), bias=(rng.uniform(-1, 1, c) * spread * 2**31).astype(np.int64), shift=shift,
+              act_lo=act[0], act_hi=act[1])
     else:
         cin = {"pointwise": 24, "depthwise": 1, "grouped": 10}[kind]
         k = 1 if kind == "pointwise" else 3
@@ -95,7 +100,7 @@ def test_requant_forms(form, kind):
         lim = 2**31 - 1 - 128 * np.abs(w.astype(np.int64)).reshape(c, -1).sum(1)  # the no-wrap proof's bias limit
         b.add("conv2d", 0, cout=c, kh=k, kw=k, stride_h=1, stride_w=1, pad_t=k // 2, pad_l=k // 2, pad_b=k // 2,
               pad_r=k // 2, groups=c // cin if kind != "pointwise" else 1, weight=w,
-              bias=(rng.uniform(-1, 1, c) * lim).astype(np.int64), mult=mult, shift=shift, act_lo=-128, act_hi=127)
+              bias=(rng.uniform(-1, 1, c) * spread * lim).astype(np.int64), mult=mult, shift=shift, act_lo=act[0], act_hi=act[1])
     g = b.build()
     for edge in EDGES:
         check(g, images(rng, 2, g.tensors[0].shape, edge))
