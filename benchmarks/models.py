@@ -1,5 +1,5 @@
 """Whole models, side by side: mbv2 and mbv2-wht (1x28x28 Fashion-MNIST shape) on
-  our engine (C backend): converted by our converter, int8 and --mulfree;
+  our engine (C backend): converted by our converter, int8, int8 --reduce-range and --mulfree;
   PyTorch fp32 eager (the float model itself);
   ONNX Runtime fp32 (our export, onnx_export.py) and int8 (quantize_static U8S8 QDQ per-channel),
 plus zoo/default.mfe on our engine. Weights: zoo/fmnist-<arch>.pt where shipped, else the architecture
@@ -34,7 +34,10 @@ DEFAULT_MFE = os.path.join(ROOT, "zoo", "default.mfe")
 CACHE = os.path.join(ROOT, "build", "bench")
 CACHE_VERSION = "1"
 SETTLE_S = 0.01  # multi-thread tables: let the previous runtime's spinning workers go idle (common.interleaved)
-PEERS = ("engine-int8", "engine-mulfree", "torch-fp32", "ort-fp32", "ort-int8")
+PEERS = ("engine-int8", "engine-int8-rr", "engine-mulfree", "torch-fp32", "ort-fp32", "ort-int8")
+# how each engine peer is converted: int8; int8 with --reduce-range (7-bit weights where the input is signed, the
+# byte product on AVX2, as ONNX Runtime's reduce_range); --mulfree
+CONVERSIONS = {"engine-int8": {}, "engine-int8-rr": {"reduce_range": True}, "engine-mulfree": {"mulfree": True}}
 SOURCES = ("converter/*.py", "engine/ops/*.py", "engine/format.py", "engine/graph.py", "engine/quant.py",
            "training/layers.py", "training/models.py", "benchmarks/onnx_export.py", "benchmarks/models.py")
 
@@ -113,8 +116,8 @@ def prepare(arch: str, calib_n: int, quiet: bool = False) -> dict:
     key = _digest(CACHE_VERSION, arch, wid, str(calib_n), str(_version("torch")), str(_version("onnxruntime")),
                   str(_version("onnx")))
     d = os.path.join(CACHE, f"{arch}-{key}")
-    files = {"engine-int8": "int8.mfe", "engine-mulfree": "mulfree.mfe", "torch-fp32": "fp32.pt",
-             "ort-fp32": "fp32.onnx", "ort-int8": "int8.onnx"}
+    files = {"engine-int8": "int8.mfe", "engine-int8-rr": "int8-rr.mfe", "engine-mulfree": "mulfree.mfe",
+             "torch-fp32": "fp32.pt", "ort-fp32": "fp32.onnx", "ort-int8": "int8.onnx"}
     files = {k: os.path.join(d, v) for k, v in files.items()}
     meta_path = os.path.join(d, "meta.json")
     if os.path.exists(meta_path) and all(os.path.exists(p) for p in files.values()):
@@ -127,13 +130,13 @@ def prepare(arch: str, calib_n: int, quiet: bool = False) -> dict:
     calib_f = normalise(calib_u8, norm)
     from converter import ConvertError, convert
     from engine import format as fmt
-    for mulfree in (False, True):
-        progress(f"{arch}: converting ({'mulfree' if mulfree else 'int8'}) on {calib_n} sample images", quiet)
+    for peer, options in CONVERSIONS.items():
+        progress(f"{arch}: converting ({peer[7:]}) on {calib_n} sample images", quiet)
         try:
-            g = convert(model, calib_u8, norm["mean"], norm["std"], mulfree=mulfree, meta={"arch": arch})
+            g = convert(model, calib_u8, norm["mean"], norm["std"], **options, meta={"arch": arch})
         except ConvertError as e:
             raise BenchError(f"{arch}: converter failed: {str(e).splitlines()[0]}") from None
-        fmt.save(g, files["engine-mulfree" if mulfree else "engine-int8"])
+        fmt.save(g, files[peer])
     sd = {k: v.float() if torch.is_floating_point(v) else v for k, v in model.state_dict().items()}
     torch.save({"format": "mfcnn-checkpoint", "format_version": 1, "arch": arch, "config": config,
                 "state_dict": sd, "normalization": norm, "input_shape": (SHAPE[2], *SHAPE[:2])},

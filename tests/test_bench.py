@@ -150,7 +150,7 @@ def test_quick_models_rows_and_hotspots(quick):
     md = r["models"]
     peers = {(row["model"], row["peer"]) for row in md["rows"]}
     for arch in ("mbv2", "mbv2-wht"):
-        for peer in ("engine-int8", "engine-mulfree", "torch-fp32", "ort-fp32", "ort-int8"):
+        for peer in ("engine-int8", "engine-int8-rr", "engine-mulfree", "torch-fp32", "ort-fp32", "ort-int8"):
             assert (arch, peer) in peers
     cols = {f"b{b}_t{t}" for b in md["batches"] for t in md["threads"]}
     assert md["batches"][0] == 1 and md["threads"] == [1]
@@ -161,7 +161,7 @@ def test_quick_models_rows_and_hotspots(quick):
     h = r["hotspots"]
     assert h["model"] == "mbv2" and h["top"] and h["by_kind"][0]["ms"] >= h["by_kind"][-1]["ms"] > 0
     assert sum(k["count"] for k in h["by_kind"]) == 64 and 0 < h["sum_of_nodes_ms"] <= 1.2 * h["model_ms"]  # the nodes lie inside the run
-    assert "int8_mbv2_vs_ort_int8_mbv2" in r["targets"] and "wht_vs_torch_conv1x1" in r["targets"]
+    assert {"int8_mbv2_vs_ort_int8_mbv2", "int8_rr_mbv2_vs_ort_int8_mbv2", "wht_vs_torch_conv1x1"} <= set(r["targets"])
     assert sorted(os.path.basename(p) for p in r["plots"]) == ["growth.png", "hotspots.png", "models.png", "seed.png"]
     for p in r["plots"]:
         with open(p, "rb") as f:
