@@ -16,7 +16,7 @@ import torch
 from engine.builder import GraphBuilder
 from engine.graph import Graph
 from engine.ops.wht import SMOOTH, SOFT, max_sshift, smooth_table
-from engine.quant import INT32_MAX, pow2_multiplier, quantize_multiplier
+from engine.quant import INT32_MAX, pow2_multiplier, quantize_multiplier, short_multiplier
 
 from .errors import ConvertError
 from .mulfree import pow2_act_scale, pow2_nearest, pow2_round, pow2_scale, pow2_terms, pow2_weights
@@ -49,8 +49,16 @@ def quant_weights(w: np.ndarray, per_channel: bool, mulfree: bool, top: int = 12
     return np.asarray(q).astype(np.int8), (scale if per_channel else np.full(w.shape[0], scale[0]))
 
 
-def multipliers(real: np.ndarray, mulfree: bool) -> tuple[np.ndarray, np.ndarray]:
-    pairs = [pow2_multiplier(r) if mulfree else quantize_multiplier(r) for r in np.ravel(real)]
+def multipliers(real: np.ndarray, mulfree: bool, bound: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per channel (mult, shift); with `bound` (each channel's largest |accumulator|), short multipliers if every
+    channel has one (engine.quant.short_multiplier): a layer takes one requantisation form throughout."""
+    real = np.ravel(real)
+    pairs = [pow2_multiplier(r) for r in real] if mulfree else None
+    if pairs is None and bound is not None:
+        pairs = [short_multiplier(r, int(b)) for r, b in zip(real, bound)]
+        pairs = None if None in pairs else pairs
+    if pairs is None:
+        pairs = [quantize_multiplier(r) for r in real]
     return np.array([p[0] for p in pairs], np.int64), np.array([p[1] for p in pairs], np.int64)
 
 
@@ -124,8 +132,8 @@ class Quantizer:
         i = layer.inputs[0]
         return i >= 0 and self.layers[i].act is not None and self.layers[i].act[0] >= 0
 
-    def _requant(self, real: np.ndarray) -> dict[str, np.ndarray]:
-        m, s = multipliers(real, self.mulfree)
+    def _requant(self, real: np.ndarray, bound: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        m, s = multipliers(real, self.mulfree, bound)
         return {"mult": m, "shift": s}
 
     def _conv(self, layer: Layer, last: bool) -> tuple[int, float]:
@@ -146,10 +154,12 @@ class Quantizer:
         sy = self.out_scale(layer)
         sh, sw_ = layer.attrs["stride"]
         ph, pw = layer.attrs["padding"]
+        bq = _bias(bias, sx * sw)
+        bound = np.abs(bq) + 128 * np.abs(wq.astype(np.int64)).reshape(len(wq), -1).sum(1)  # the C loader's acc bound
         t = self.b.add("conv2d", x, name=layer.name, scale=sy, cout=w.shape[0], kh=w.shape[2], kw=w.shape[3],
                        stride_h=sh, stride_w=sw_, pad_t=ph, pad_b=ph, pad_l=pw, pad_r=pw,
                        groups=layer.attrs["groups"], pad_value=pad_value, weight=wq.transpose(0, 2, 3, 1),
-                       bias=_bias(bias, sx * sw), **self._requant(sx * sw / sy), **act_bounds(layer.act, sy))
+                       bias=bq, **self._requant(sx * sw / sy, bound), **act_bounds(layer.act, sy))
         return t, sy
 
     def _hdw(self, layer: Layer, last: bool) -> tuple[int, float]:

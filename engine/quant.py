@@ -59,6 +59,23 @@ def quantize_multiplier(real: float, max_shift: int = 63) -> tuple[int, int]:
     return mult, shift
 
 
+SHORT_BITS = 12  # the least precision a short multiplier keeps: relative error <= 2^-12, far below an int8 step
+
+
+def short_multiplier(real: float, bound: int) -> tuple[int, int] | None:
+    """The most precise (mult, shift) ~ real with mult * bound + 2^(shift-1) <= INT32_MAX and shift <= 31, so
+    acc * mult rounds and shifts in int32 for every |acc| <= bound (the SIMD int32 requantisation); None where
+    that would keep fewer than SHORT_BITS bits."""
+    mant, exp = np.frexp(real)
+    for bits in range(31, SHORT_BITS - 1, -1):
+        mult, shift = int(round(mant * 2**bits)), bits - int(exp)
+        if mult == 2**bits:
+            mult, shift = mult >> 1, shift - 1
+        if 0 <= shift <= 31 and mult * bound + ((1 << shift) >> 1) <= INT32_MAX:
+            return mult, shift
+    return None
+
+
 def pow2_multiplier(real: float) -> tuple[int, int]:
     """Nearest power of two to a real factor > 0, as (mult=1, shift) or (2^e, 0): multiplier-free."""
     e = int(round(np.log2(real)))

@@ -146,6 +146,41 @@ def test_reduce_range_narrows_the_weights_of_convs_on_signed_inputs():
     assert g.meta["reduce_range"] is True
 
 
+def test_short_multiplier():
+    from engine.quant import INT32_MAX, SHORT_BITS, short_multiplier
+    rng = np.random.default_rng(0)
+    for real, bound in zip(2.0 ** rng.uniform(-20, 2, 300), rng.integers(1, 1 << 20, 300)):
+        got = short_multiplier(real, int(bound))
+        if got is None:  # even SHORT_BITS bits would overflow: 2^(SHORT_BITS-1) * bound, or a shift past 31
+            assert (1 << (SHORT_BITS - 1)) * bound > INT32_MAX // 2 or real < 2.0 ** (SHORT_BITS - 32)
+            continue
+        m, s = got
+        assert 0 <= s <= 31 and m * bound + ((1 << s) >> 1) <= INT32_MAX
+        assert abs(m / 2**s - real) <= real * 2.0 ** -SHORT_BITS
+        # the most precise: one more bit would break the bound (or the shift limit)
+        assert s == 31 or (2 * m - 1) * bound + (1 << s) > INT32_MAX
+
+
+def test_convs_take_one_requant_form_per_layer():
+    """Short multipliers (the C backend's int32 requantisation) where every channel of a conv proves its
+    accumulators fit, else 31-bit ones for the whole layer: a SIMD tile never mixes the two."""
+    from engine.quant import INT32_MAX
+    torch.manual_seed(6)
+    corr, agree, m = fidelity(randomise_stats(build("mbv2", in_channels=1, width=0.5)))
+    forms = []
+    for n in m.graph.nodes:
+        if n.op != "conv2d":
+            continue
+        w, b = n.blobs["weight"].astype(np.int64), n.blobs["bias"].astype(np.int64)
+        bound = np.abs(b) + 128 * np.abs(w).reshape(len(w), -1).sum(1)
+        mult, shift = n.blobs["mult"].astype(np.int64), n.blobs["shift"].astype(np.int64)
+        short = (shift <= 31) & (mult * bound + ((1 << shift) >> 1) <= INT32_MAX)
+        assert short.all() or (mult >= 1 << 30).all(), n.name
+        forms.append(bool(short.all()))
+    assert any(forms) and not all(forms)  # the depthwise convs fit; wide 1x1s do not
+    assert corr > 0.99 and agree > 0.9, (corr, agree)
+
+
 def test_residual_wht_with_large_scales_is_refused():
     m = WHT(8, 8, "soft", residual=True, scale=True)
     m.V.data.fill_(1.5)

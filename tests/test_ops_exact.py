@@ -73,6 +73,8 @@ RQ_FORMS = {  # (mult, shift) per channel for each exact form the SIMD requantis
     # s = 31..33, the wide/high boundary, with products near the int8 range (small mult and bias): rounding shows
     "near32": lambda rng, c: (rng.integers(1 << 19, 1 << 20, c), rng.integers(31, 34, c)),
     "wide": lambda rng, c: (rng.integers(0, 2**31, c), rng.integers(0, 32, c)),
+    # short multipliers: acc * mult + 2^(s-1) provably inside int32, the int32 form (conv's GEMM and depthwise rows)
+    "mul32": lambda rng, c: (rng.integers(1, 1 << 7, c), rng.integers(0, 32, c)),
     "mixed": lambda rng, c: (np.where(np.arange(c) % 3, rng.integers(1 << 30, 2**31, c), 1), rng.integers(30, 34, c)),
 }
 
@@ -89,7 +91,7 @@ def test_requant_forms(form, kind, act):
     c = 20  # two full tiles of 8 and a tail
     mult, shift = RQ_FORMS[form](rng, c)
     b = GraphBuilder((3, 5, 24 if kind == "pointwise" else c))
-    spread = 2.0 ** -20 if form == "near32" else 1.0  # of the biases over their int32 range
+    spread = {"near32": 2.0 ** -20, "mul32": 2.0 ** -10}.get(form, 1.0)  # of the biases over their int32 range
     if kind == "affine":
         b.add("affine", 0, mult=mult * rng.choice([-1, 1], c), bias=(rng.uniform(-1, 1, c) * spread * 2**31).astype(np.int64), shift=shift,
               act_lo=act[0], act_hi=act[1])
@@ -104,6 +106,30 @@ def test_requant_forms(form, kind, act):
     g = b.build()
     for edge in EDGES:
         check(g, images(rng, 2, g.tensors[0].shape, edge))
+
+
+@pytest.mark.parametrize("kind", ["pointwise", "depthwise"])
+@pytest.mark.parametrize("over", [False, True])
+def test_requant_int32_form_bound(kind, over):
+    """The int32 requantisation runs only where acc * mult + 2^(s-1) cannot leave int32 for any accumulator
+    (|bias| + 128 sum|w|). Inputs all -128 against positive weights and a negative bias reach that bound; one
+    step past the line (over) must take the int64 form, or the product wraps."""
+    from engine.builder import GraphBuilder
+    c, cin = 8, (24 if kind == "pointwise" else 1)
+    k = 1 if kind == "pointwise" else 3
+    w = np.full((c, k, k, cin), 100, np.int8)
+    taps = 128 * 100 * k * k * cin
+    mult, shift = 1024, 4
+    bound = (2**31 + (2**20 if over else -2**3)) // mult  # mult * bound + 2^3 is 2^31 + 2^20 + 8, or 2^31
+    if not over:
+        bound -= 1  # mult * bound + 8 <= 2^31 - 1
+    b = GraphBuilder((3, 5, c if kind == "depthwise" else cin))
+    b.add("conv2d", 0, cout=c, kh=k, kw=k, stride_h=1, stride_w=1, pad_t=k // 2, pad_l=k // 2, pad_b=k // 2,
+          pad_r=k // 2, groups=c if kind == "depthwise" else 1, pad_value=-128, weight=w,
+          bias=np.full(c, -(bound - taps)), mult=np.full(c, mult), shift=np.full(c, shift), act_lo=-128, act_hi=127)
+    g = b.build()
+    want = check(g, images(np.random.default_rng(0), 2, g.tensors[0].shape, "min"))
+    assert (want == -128).all()  # every output saturates low: a wrapped product would read high
 
 
 @pytest.mark.parametrize("zero_point", [0, 1, 37, 127, 128, 200, 255])

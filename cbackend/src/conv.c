@@ -158,13 +158,20 @@ typedef struct {  /* one allocation (the loader frees prep with free()) */
     int8_t *dense;    /* MFE_CONV_PACK_DENSE, groups 1: weights as [tap][cin][cout] for conv_tap, or NULL */
     void *gemm;       /* 1x1, stride 1, no padding (or im2col): weights packed for mfe_gemm_rows, or NULL */
     int im2col;       /* gemm over im2col rows (dense convs other than 1x1) */
-    int32_t data[];   /* padsum, then dw or dense */
+    int32_t *rq_shift;  /* the shifts for the SIMD requantisation, + MFE_RQ_MUL32 where that form is exact */
+    int32_t data[];   /* padsum, dw32, rq_shift, then dw or dense */
 } conv_prep;
+
+/* The largest |accumulator| of output channel o: |bias| + 128 sum|w| (every input and pad value within 128). */
+static int64_t acc_bound(const int8_t *w, const int32_t *bias, int32_t o, int64_t k) {
+    int64_t s = mfe_abs64(bias[o]);
+    for (int64_t i = 0; i < k; i++) s += 128 * mfe_abs64(w[o * k + i]);
+    return s;
+}
 
 static int acc_bound_ok(const int8_t *w, const int32_t *bias, int32_t cout, int64_t k, char *err, size_t errlen) {
     for (int32_t o = 0; o < cout; o++) {
-        int64_t s = mfe_abs64(bias[o]);
-        for (int64_t i = 0; i < k; i++) s += 128 * mfe_abs64(w[o * k + i]);
+        const int64_t s = acc_bound(w, bias, o, k);
         MFE_CHECK(s <= INT32_MAX, "int32 accumulator of channel %d could wrap (bound %lld)", o, (long long)s);
     }
     return MFE_OK;
@@ -195,7 +202,7 @@ int mfe_prepare_conv2d(const mfe_model *m, mfe_node *nd, char *err, size_t errle
     const int im2col = !pointwise && g == 1 && !depthwise && k <= (1 << 16) && mfe_gemm_packed_bytes(cout, (int32_t)k) > 0;
     size_t n_dense = MFE_CONV_PACK_DENSE && g == 1 && !depthwise && !im2col ? (size_t)taps * x->c * cout : 0;
     size_t n_gemm = pointwise || im2col ? mfe_gemm_packed_bytes(cout, (int32_t)k) : 0;
-    n_pad += n_dw32;  /* the int32 tables first: padsum, then dw32 */
+    n_pad += n_dw32 + (size_t)cout;  /* the int32 tables first: padsum, dw32, rq_shift */
     conv_prep *p = calloc(1, sizeof *p + sizeof(int32_t) * n_pad + n_dw + n_dense + n_gemm + 64);
     if (!p) MFE_FAIL(MFE_ENOMEM, "out of memory");
     nd->prep = p;
@@ -222,8 +229,14 @@ int mfe_prepare_conv2d(const mfe_model *m, mfe_node *nd, char *err, size_t errle
             for (int32_t t = 0; t < taps; t++)
                 for (int32_t i = 0; i < x->c; i++) p->dense[((size_t)t * x->c + i) * cout + o] = w[((size_t)o * taps + t) * x->c + i];
     }
+    const int32_t *mult = nd->blob[MFE_CONV2D_B_MULT], *shift = nd->blob[MFE_CONV2D_B_SHIFT];
+    p->rq_shift = p->data + n_pad - cout;
+    for (int32_t o = 0; o < cout; o++) {  /* acc * mult + 2^(s-1) inside int32 for every acc this channel can hold */
+        const int64_t top = acc_bound(w, nd->blob[MFE_CONV2D_B_BIAS], o, k) * mult[o] + (shift[o] ? (int64_t)1 << (shift[o] - 1) : 0);
+        p->rq_shift[o] = shift[o] + (shift[o] <= 31 && top <= INT32_MAX ? MFE_RQ_MUL32 : 0);
+    }
     if (n_dw32) {
-        p->dw32 = p->data + n_pad - n_dw32;
+        p->dw32 = p->data + n_pad - cout - n_dw32;
         for (size_t i = 0; i < n_dw; i++) p->dw32[i] = (uint16_t)p->dw[i];  /* (w, 0) as an int16 pair */
     }
     if (pv) {  /* a padded tap adds pad_value * sum of its weights; |that| <= 128 * sum|w|: inside the proof */
@@ -297,14 +310,14 @@ void mfe_run_conv2d(const mfe_ctx *c, const void *in0, const void *in1, void *ou
                 rows = col;
             }
             mfe_gemm_rows((int8_t *)out + p0 * cout, scratch, rows, np, k, prep->gemm,
-                          cout, nd->blob[MFE_CONV2D_B_MULT], nd->blob[MFE_CONV2D_B_SHIFT], lo, hi);
+                          cout, nd->blob[MFE_CONV2D_B_MULT], prep->rq_shift, lo, hi);
         });
         return;
     }
     const int64_t rows = (int64_t)c->n * Y->h;
 #if MFE_DW_ROWS
     if (prep->dw32) {
-        const int32_t *mult = nd->blob[MFE_CONV2D_B_MULT], *shift = nd->blob[MFE_CONV2D_B_SHIFT], pv = a[MFE_CONV2D_PAD_VALUE];
+        const int32_t *mult = nd->blob[MFE_CONV2D_B_MULT], *shift = prep->rq_shift, pv = a[MFE_CONV2D_PAD_VALUE];
         const dw3_geom geo = {{NULL, NULL, NULL}, X->w, cout, sh, pt, pl, 0};
         MFE_PARALLEL_FOR(c->threads, r, rows, {
             if (sw == 1) dw3_row_at(X, Y, in0, out, r, geo, prep->dw32, bias, mult, shift, pv, lo, hi, DW_MAC, 1);

@@ -132,6 +132,11 @@ void mfe_gemm_pack(void *dst, const int8_t *w, const int32_t *bias, int32_t cout
 void mfe_gemm_rows(int8_t *y, void *scratch, const int8_t *x, int np, int32_t cin, const void *packed,
                    int32_t cout, const int32_t *mult, const int32_t *shift, int32_t lo, int32_t hi);
 
+/* A shift at or above this in a kernel's prepared shift table (conv.c's rq_shift) is shift + MFE_RQ_MUL32 where
+ * the loader proved acc * mult + 2^(shift-1) inside int32 for every accumulator the channel can hold, so
+ * the SIMD requantisation may run in int32 (x86.h); mfe_rq*_load strip it. Blob shifts stay below it. */
+#define MFE_RQ_MUL32 64
+
 /* Shared checks used by several prepare functions. */
 int mfe_check_requant_blobs(const mfe_node *nd, int b_mult, int b_shift, int32_t c, int out_int8,
                             char *err, size_t errlen);

@@ -18,7 +18,7 @@ static inline mfe_rq16 mfe_rq16_load_bias(const int32_t *mult, const int32_t *sh
                                           int32_t lo, int32_t hi) {
     const __m512i one = _mm512_set1_epi64(1), low = _mm512_set1_epi64(0xffffffff);
     const __mmask16 k = mfe_mask16(n);
-    __m512i m = _mm512_maskz_loadu_epi32(k, mult), s = _mm512_maskz_loadu_epi32(k, shift);
+    __m512i m = _mm512_maskz_loadu_epi32(k, mult), s = _mm512_and_si512(_mm512_maskz_loadu_epi32(k, shift), _mm512_set1_epi32(MFE_RQ_MUL32 - 1));
     mfe_rq16 q;
     q.m_e = m, q.m_o = _mm512_srli_epi64(m, 32);
     q.s_e = _mm512_and_si512(s, low), q.s_o = _mm512_srli_epi64(s, 32);
@@ -63,13 +63,14 @@ static inline __m128i mfe_rq16_apply(__m512i acc, const mfe_rq16 *q) {
 /* The same for 8 channels in AVX2, which lacks 64-bit arithmetic shifts, min and max. Each tile of channels
  * picks at load time the cheapest exact form its constants allow:
  *   SHIFT (mult 1, no bias: --mulfree): (acc >> s) + bit s-1 of acc, the rounded shift in int32, no multiply;
+ *   MUL32 (every shift marked + MFE_RQ_MUL32, see internal.h): (acc * mult + 2^(s-1)) >> s in int32;
  *   HIGH (every s >= 32): the int64 product plus 2^(s-1), its high dword, then >> (s - 32) in int32
  *     (floor(floor(v / 2^32) / 2^(s-32)) = floor(v / 2^s));
  *   WIDE (otherwise): int64 lanes throughout, the shift from xor and a logical shift, clamped in int64. */
-enum { MFE_RQ8_SHIFT, MFE_RQ8_HIGH, MFE_RQ8_WIDE };
+enum { MFE_RQ8_SHIFT, MFE_RQ8_MUL32, MFE_RQ8_HIGH, MFE_RQ8_WIDE };
 typedef struct {
     __m256i m_e, m_o, r_e, r_o, s_e, s_o, lo64, hi64;  /* int64 lanes: even channels, odd channels */
-    __m256i s32, s1, rbit, lo, hi;                     /* int32 lanes */
+    __m256i s32, s1, rbit, r32, lo, hi;                /* int32 lanes */
     int mode;
 } mfe_rq8;
 
@@ -86,10 +87,13 @@ static inline mfe_rq8 mfe_rq8_load_bias(const int32_t *mult, const int32_t *shif
     const __m256i idle = _mm256_andnot_si256(k, _mm256_set1_epi32(-1));  /* lanes past n satisfy every test */
     const int unit = bias == NULL && _mm256_movemask_ps(_mm256_castsi256_ps(
                                          _mm256_or_si256(_mm256_cmpeq_epi32(m, _mm256_set1_epi32(1)), idle))) == 0xff;
+    const int mul32 = bias == NULL && _mm256_movemask_ps(_mm256_castsi256_ps(
+                                          _mm256_or_si256(_mm256_cmpgt_epi32(s, _mm256_set1_epi32(MFE_RQ_MUL32 - 1)), idle))) == 0xff;
+    s = _mm256_and_si256(s, _mm256_set1_epi32(MFE_RQ_MUL32 - 1));
     const int high = _mm256_movemask_ps(_mm256_castsi256_ps(
                          _mm256_or_si256(_mm256_cmpgt_epi32(s, _mm256_set1_epi32(31)), idle))) == 0xff;
     mfe_rq8 q;
-    q.mode = unit ? MFE_RQ8_SHIFT : high ? MFE_RQ8_HIGH : MFE_RQ8_WIDE;
+    q.mode = unit ? MFE_RQ8_SHIFT : mul32 ? MFE_RQ8_MUL32 : high ? MFE_RQ8_HIGH : MFE_RQ8_WIDE;
     q.m_e = m, q.m_o = _mm256_srli_epi64(m, 32);
     q.s_e = _mm256_and_si256(s, low), q.s_o = _mm256_srli_epi64(s, 32);
     q.r_e = _mm256_srli_epi64(_mm256_sllv_epi64(one, q.s_e), 1);  /* 2^(s-1), 0 for s = 0 */
@@ -103,6 +107,7 @@ static inline mfe_rq8 mfe_rq8_load_bias(const int32_t *mult, const int32_t *shif
     q.s32 = q.mode == MFE_RQ8_HIGH ? _mm256_sub_epi32(s, _mm256_set1_epi32(32)) : s;
     q.s1 = _mm256_sub_epi32(s, _mm256_and_si256(pos, _mm256_set1_epi32(1)));  /* s - 1, 0 for s = 0 */
     q.rbit = _mm256_and_si256(pos, _mm256_set1_epi32(1));
+    q.r32 = _mm256_srli_epi32(_mm256_sllv_epi32(_mm256_set1_epi32(1), s), 1);  /* MUL32: 2^(s-1), 0 for s = 0 */
     q.lo64 = _mm256_set1_epi64x(lo), q.hi64 = _mm256_set1_epi64x(hi);
     q.lo = _mm256_set1_epi32(lo), q.hi = _mm256_set1_epi32(hi);
     return q;
@@ -153,6 +158,8 @@ static inline __m256i mfe_rq8_apply(__m256i acc, const mfe_rq8 *q) {
     __m256i v;
     if (q->mode == MFE_RQ8_SHIFT) {  /* (acc + 2^(s-1)) >> s without the add that could wrap */
         v = _mm256_add_epi32(_mm256_srav_epi32(acc, q->s32), _mm256_and_si256(_mm256_srav_epi32(acc, q->s1), q->rbit));
+    } else if (q->mode == MFE_RQ8_MUL32) {
+        v = _mm256_srav_epi32(_mm256_add_epi32(_mm256_mullo_epi32(acc, q->m_e), q->r32), q->s32);
     } else {
         const __m256i e = _mm256_mul_epi32(acc, q->m_e), o = _mm256_mul_epi32(_mm256_srli_epi64(acc, 32), q->m_o);
         if (q->mode == MFE_RQ8_WIDE) return mfe_rq8_wide(e, o, q);
