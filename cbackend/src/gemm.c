@@ -130,8 +130,8 @@ void mfe_gemm_rows(int8_t *y, void *scratch, const int8_t *x, int np, int32_t ci
  *       2 * 127 * 128 = 32512;
  *     MFE_GEMM_W_NARROW, weights in [-64, 64]: the input goes in as x + 128 (xor 0x80), at most
  *       2 * 255 * 64 = 32640, and bias' = bias - 128 sum(w) takes the 128 sum(w) back off.
- * The load-time proof (|bias| + 128 sum|w| <= INT32_MAX) keeps every partial sum inside int32, bias' too. GEMM_R pixels by B <= 2 blocks of 8 outputs keep
- * their accumulators in registers. A call sweeps every block of outputs over up to 64 pixels, so each block's
+ * The load-time proof (|bias| + 128 sum|w| <= INT32_MAX) keeps every partial sum inside int32, bias' too.
+ * GEMM_R pixels by B <= 2 blocks of 8 outputs keep their accumulators in registers. A call sweeps every block of outputs over up to 64 pixels, so each block's
  * weights are read from cache once per call rather than once per 8 pixels (the weights of a 4x4x960 layer are
  * 2 MB as int16: beyond L2), with the rows' copy kept near 64 KB. */
 #define GEMM_R 4
@@ -210,7 +210,8 @@ void mfe_gemm_rows(int8_t *y, void *scratch, const int8_t *x, int np, int32_t ci
      * pairs, zero padded to whole k-steps and to whole GEMM_R blocks */
     int8_t *xs = scratch;
     const int rows = (np + GEMM_R - 1) / GEMM_R * GEMM_R;
-    for (int p = 0; p < np; p++) {
+    if (u8 && cin % 4 == 0) memcpy(xs, x, (size_t)np * cin);  /* whole k-steps already: one copy, not one per row */
+    else for (int p = 0; p < np; p++) {
         const int8_t *xr = x + (size_t)p * cin;
         if (u8) {
             memcpy(xs + (size_t)p * ks * 4, xr, (size_t)cin);

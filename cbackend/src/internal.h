@@ -117,7 +117,7 @@ MFE_DECLARE(affine)
 
 /* gemm.c: packed dense products for 1x1 convolutions, requantised to int8; mfe_gemm_packed_bytes() is 0
  * where this build has no fast path. mfe_gemm_rows takes np <= mfe_gemm_block_rows(cin) pixels and needs
- * mfe_gemm_scratch_bytes(cin) of 64-byte-aligned scratch. */
+ * mfe_gemm_scratch_bytes(cin) of 64-byte-aligned scratch; its shifts may carry MFE_RQ_MUL32 (below). */
 int mfe_gemm_block_rows(int32_t cin);
 size_t mfe_gemm_packed_bytes(int32_t cout, int32_t cin);
 size_t mfe_gemm_scratch_bytes(int32_t cin);
