@@ -166,22 +166,21 @@ void mfe_gemm_pack(void *dst, const int8_t *w, const int32_t *bias, int32_t cout
 
 static inline __attribute__((always_inline)) void kloop(__m256i acc[GEMM_R][2], const int32_t *xp, const int8_t *w,
                                                         const int32_t *bias, int64_t ks, const int B, const int U8) {
-    const __m256i ones = _mm256_set1_epi16(1);
-    __m256i a[GEMM_R][2];
-    for (int j = 0; j < B; j++)
-        for (int p = 0; p < GEMM_R; p++) a[p][j] = _mm256_loadu_si256((const __m256i *)(bias + 8 * j));
+    const __m256i ones = _mm256_set1_epi16(1), zero = _mm256_setzero_si256();
+    const __m256i b0 = _mm256_loadu_si256((const __m256i *)bias), b1 = B == 2 ? _mm256_loadu_si256((const __m256i *)(bias + 8)) : zero;
+    /* named accumulators: gcc 12 kept one of an array of them on the stack, a store-forwarding chain per k-step */
+    __m256i a00 = b0, a10 = b0, a20 = b0, a30 = b0, a01 = b1, a11 = b1, a21 = b1, a31 = b1;
+#define MAC(a, x, wv) a = _mm256_add_epi32(a, U8 ? _mm256_madd_epi16(_mm256_maddubs_epi16(x, wv), ones) : _mm256_madd_epi16(x, wv))
+#define PIX(p) { const __m256i x = _mm256_set1_epi32(xp[(p) * ks + k]); MAC(a##p##0, x, w0); if (B == 2) MAC(a##p##1, x, w1); }
     for (int64_t k = 0; k < ks; k++) {
-        __m256i wv[2];
-        for (int j = 0; j < B; j++) wv[j] = _mm256_loadu_si256((const __m256i *)(w + (j * ks + k) * 32));
-        for (int p = 0; p < GEMM_R; p++) {
-            const __m256i x = _mm256_set1_epi32(xp[p * ks + k]);
-            for (int j = 0; j < B; j++)
-                a[p][j] = _mm256_add_epi32(a[p][j], U8 ? _mm256_madd_epi16(_mm256_maddubs_epi16(x, wv[j]), ones)
-                                                       : _mm256_madd_epi16(x, wv[j]));
-        }
+        const __m256i w0 = _mm256_loadu_si256((const __m256i *)(w + k * 32));
+        const __m256i w1 = B == 2 ? _mm256_loadu_si256((const __m256i *)(w + (ks + k) * 32)) : zero;
+        PIX(0) PIX(1) PIX(2) PIX(3)
     }
-    for (int p = 0; p < GEMM_R; p++)
-        for (int j = 0; j < B; j++) acc[p][j] = a[p][j];
+#undef PIX
+#undef MAC
+    acc[0][0] = a00, acc[1][0] = a10, acc[2][0] = a20, acc[3][0] = a30;
+    acc[0][1] = a01, acc[1][1] = a11, acc[2][1] = a21, acc[3][1] = a31;
 }
 /* Cache-line aligned: where the linker happened to place the inner loop moved mbv2's int16 GEMM layers by 10%. */
 #define GEMM_KLOOP(B, U8)                                                                                        \
