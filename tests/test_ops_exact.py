@@ -115,7 +115,7 @@ def test_requant_int32_form_bound(kind, over):
     (|bias| + 128 sum|w|). Inputs all -128 against positive weights and a negative bias reach that bound; one
     step past the line (over) must take the int64 form, or the product wraps."""
     from engine.builder import GraphBuilder
-    c, cin = 8, (24 if kind == "pointwise" else 1)
+    c, cin = 16, (24 if kind == "pointwise" else 1)
     k = 1 if kind == "pointwise" else 3
     w = np.full((c, k, k, cin), 100, np.int8)
     taps = 128 * 100 * k * k * cin

@@ -159,6 +159,9 @@ typedef struct {  /* one allocation (the loader frees prep with free()) */
     void *gemm;       /* 1x1, stride 1, no padding (or im2col): weights packed for mfe_gemm_rows, or NULL */
     int im2col;       /* gemm over im2col rows (dense convs other than 1x1) */
     int32_t *rq_shift;  /* the shifts for the SIMD requantisation, + MFE_RQ_MUL32 where that form is exact */
+    int32_t c16;        /* MFE_DW16, depthwise 3x3 stride_w 1, pad_value 0: channels [0, c16) go 16 at a time */
+    void *dw16_taps;    /* their dw16_taps, one per 16 channels (32-byte aligned) */
+    int32_t *dw16_rq;   /* their bias, mult and rq_shift in DW16_ORDER, c16 each */
     int32_t data[];   /* padsum, dw32, rq_shift, then dw or dense */
 } conv_prep;
 
@@ -202,12 +205,14 @@ int mfe_prepare_conv2d(const mfe_model *m, mfe_node *nd, char *err, size_t errle
     const int im2col = !pointwise && g == 1 && !depthwise && k <= (1 << 16) && mfe_gemm_packed_bytes(cout, (int32_t)k) > 0;
     size_t n_dense = MFE_CONV_PACK_DENSE && g == 1 && !depthwise && !im2col ? (size_t)taps * x->c * cout : 0;
     size_t n_gemm = pointwise || im2col ? mfe_gemm_packed_bytes(cout, (int32_t)k) : 0;
-    n_pad += n_dw32 + (size_t)cout;  /* the int32 tables first: padsum, dw32, rq_shift */
-    conv_prep *p = calloc(1, sizeof *p + sizeof(int32_t) * n_pad + n_dw + n_dense + n_gemm + 64);
+    const int32_t c16 = MFE_DW16 && n_dw32 && a[MFE_CONV2D_STRIDE_W] == 1 && !pv ? cout / 16 * 16 : 0;
+    size_t n_dw16 = c16 ? (size_t)c16 / 16 * 12 * 32 + 32 : 0;  /* twelve vectors a tile, and room to align */
+    n_pad += n_dw32 + (size_t)cout + 3 * (size_t)c16;  /* the int32 tables first: padsum, dw32, rq_shift, dw16_rq */
+    conv_prep *p = calloc(1, sizeof *p + sizeof(int32_t) * n_pad + n_dw + n_dense + n_dw16 + n_gemm + 64);
     if (!p) MFE_FAIL(MFE_ENOMEM, "out of memory");
     nd->prep = p;
     if (n_gemm) {  /* the 1x1 product as a packed GEMM over blocks of pixels */
-        p->gemm = (void *)(((uintptr_t)((uint8_t *)(p->data + n_pad) + n_dw + n_dense) + 63) & ~(uintptr_t)63);
+        p->gemm = (void *)(((uintptr_t)((uint8_t *)(p->data + n_pad) + n_dw + n_dense + n_dw16) + 63) & ~(uintptr_t)63);
         const int8_t *w = nd->blob[MFE_CONV2D_B_WEIGHT];
         int narrow = 1;
         for (int64_t i = 0; i < cout * k && narrow; i++) narrow = w[i] >= -64 && w[i] <= 64;
@@ -230,15 +235,36 @@ int mfe_prepare_conv2d(const mfe_model *m, mfe_node *nd, char *err, size_t errle
                 for (int32_t i = 0; i < x->c; i++) p->dense[((size_t)t * x->c + i) * cout + o] = w[((size_t)o * taps + t) * x->c + i];
     }
     const int32_t *mult = nd->blob[MFE_CONV2D_B_MULT], *shift = nd->blob[MFE_CONV2D_B_SHIFT];
-    p->rq_shift = p->data + n_pad - cout;
+    p->rq_shift = p->data + n_pad - 3 * (size_t)c16 - cout;
     for (int32_t o = 0; o < cout; o++) {  /* acc * mult + 2^(s-1) inside int32 for every acc this channel can hold */
         const int64_t top = acc_bound(w, nd->blob[MFE_CONV2D_B_BIAS], o, k) * mult[o] + (shift[o] ? (int64_t)1 << (shift[o] - 1) : 0);
         p->rq_shift[o] = shift[o] + (shift[o] <= 31 && top <= INT32_MAX ? MFE_RQ_MUL32 : 0);
     }
     if (n_dw32) {
-        p->dw32 = p->data + n_pad - cout - n_dw32;
+        p->dw32 = p->data + n_pad - 3 * (size_t)c16 - cout - n_dw32;
         for (size_t i = 0; i < n_dw; i++) p->dw32[i] = (uint16_t)p->dw[i];  /* (w, 0) as an int16 pair */
     }
+#if MFE_DW16
+    if (c16) {  /* per tile of 16 channels, in DW16_ORDER: (w[0][kx], w[1][kx]) and (w[2][kx], 0) pairs; bias, mult, shift */
+        p->c16 = c16;
+        p->dw16_rq = p->data + n_pad - 3 * (size_t)c16;
+        int16_t *t = (int16_t *)(((uintptr_t)((uint8_t *)(p->data + n_pad) + n_dw + n_dense) + 31) & ~(uintptr_t)31);
+        p->dw16_taps = t;
+        const int32_t *bias = nd->blob[MFE_CONV2D_B_BIAS];
+        for (int32_t c0 = 0; c0 < c16; c0 += 16, t += 12 * 16)
+            for (int j = 0; j < 16; j++) {
+                const int32_t ch = c0 + DW16_ORDER[j], h = j / 8, lane = j % 8;
+                const int8_t *wc = w + (size_t)ch * 9;  /* OHW1: [ky][kx] */
+                for (int kx = 0; kx < 3; kx++) {
+                    int16_t *w01 = t + (kx * 2 + h) * 16, *w2 = t + (6 + kx * 2 + h) * 16;
+                    w01[2 * lane] = wc[kx], w01[2 * lane + 1] = wc[3 + kx];
+                    w2[2 * lane] = wc[6 + kx], w2[2 * lane + 1] = 0;
+                }
+                p->dw16_rq[c0 + j] = bias[ch], p->dw16_rq[c16 + c0 + j] = mult[ch];
+                p->dw16_rq[2 * c16 + c0 + j] = p->rq_shift[ch];
+            }
+    }
+#endif
     if (pv) {  /* a padded tap adds pad_value * sum of its weights; |that| <= 128 * sum|w|: inside the proof */
         p->padsum = p->data;
         for (int32_t o = 0; o < cout; o++)
@@ -318,10 +344,16 @@ void mfe_run_conv2d(const mfe_ctx *c, const void *in0, const void *in1, void *ou
 #if MFE_DW_ROWS
     if (prep->dw32) {
         const int32_t *mult = nd->blob[MFE_CONV2D_B_MULT], *shift = prep->rq_shift, pv = a[MFE_CONV2D_PAD_VALUE];
-        const dw3_geom geo = {{NULL, NULL, NULL}, X->w, cout, sh, pt, pl, 0};
+        const dw3_geom geo = {{NULL, NULL, NULL}, X->w, cout, sh, pt, pl, 0, sw == 1 ? prep->c16 : 0};
+#if MFE_DW16
+        const dw16_tables t16 = {prep->dw16_taps, prep->dw16_rq, prep->dw16_rq + prep->c16, prep->dw16_rq + 2 * prep->c16};
+        const void *dw16 = &t16;
+#else
+        const void *dw16 = NULL;
+#endif
         MFE_PARALLEL_FOR(c->threads, r, rows, {
-            if (sw == 1) dw3_row_at(X, Y, in0, out, r, geo, prep->dw32, bias, mult, shift, pv, lo, hi, DW_MAC, 1);
-            else dw3_row_at(X, Y, in0, out, r, geo, prep->dw32, bias, mult, shift, pv, lo, hi, DW_MAC, 2);
+            if (sw == 1) dw3_row_at(X, Y, in0, out, r, geo, prep->dw32, bias, mult, shift, pv, lo, hi, dw16, DW_MAC, 1);
+            else dw3_row_at(X, Y, in0, out, r, geo, prep->dw32, bias, mult, shift, pv, lo, hi, dw16, DW_MAC, 2);
         });
         return;
     }

@@ -5,7 +5,8 @@
  *     sign-extended input (x, x < 0 ? -1 : 0) adds exactly x * w; padded taps read pad_value;
  *   DW_MIN (hdw, seed 000's multiplication-free op): inputs shifted left by xshift, then
  *     sign(x) sign(w) min(|x|, |w|) = clamp(x sign(w), -|w|, |w|): a sign flip, a max and a min; padding is 0.
- * A tile is the channels of one vector. */
+ * A tile is the channels of one vector. On AVX2, conv2d's stride-1 rows take dw16_row for whole tiles of 16
+ * channels first (int16 lanes, two kernel rows per vpmaddwd: below). */
 #ifndef MFE_DWROWS_H
 #define MFE_DWROWS_H
 #include "x86.h"
@@ -68,6 +69,7 @@ enum { DW_MAC, DW_MIN };
 typedef struct {
     const int8_t *rows[3];  /* input rows of the three taps, NULL where padding */
     int32_t w_in, cstride, sh, pt, pl, xs;  /* input width, channels; stride and padding (rows, top, left); hdw's xshift */
+    int32_t c16;            /* channels [0, c16) are dw16_row's (0: none) */
 } dw3_geom;
 
 typedef struct { dw_vec w[9], aw[9], naw[9]; } dw3_taps;  /* DW_MIN: |w| and -|w| too */
@@ -118,7 +120,7 @@ static inline __attribute__((always_inline)) void dw3_row(int8_t *y, const dw3_g
                                                            const int32_t *shift, int32_t pv, int32_t lo, int32_t hi,
                                                            const int OP, const int SW) {
     const dw_vec padv = dw_set1(pv);  /* DW_MAC: as a sign-extended input byte */
-    for (int32_t c0 = 0; c0 < c; c0 += DW_LANES) {
+    for (int32_t c0 = g->c16; c0 < c; c0 += DW_LANES) {
         const dw_tile tl = dw_tile_load(c0, c, bias, mult, shift, lo, hi);
         dw3_taps k;
         for (int t = 0; t < 9; t++) {
@@ -136,17 +138,88 @@ static inline __attribute__((always_inline)) void dw3_row(int8_t *y, const dw3_g
     }
 }
 
-/* Output row r of the batch: the input rows of its taps, then dw3_row. */
+#if defined(MFE_ISA_AVX2) && !defined(MFE_ISA_AVX512)
+#define MFE_DW16 1
+/* conv2d's depthwise 3x3 at stride 1, 16 channels a step in int16 lanes: kernel rows 0 and 1 pair up in one
+ * vpmaddwd ((x0, x1) . (w0, w1) per channel), row 2 pairs with zero, and each input column is widened and
+ * paired once for both pixels that read it. vpunpck{l,h}wd put channels 0-3, 8-11 in one vector and 4-7,
+ * 12-15 in the other (their int32 lanes); vpackssdw of the two, per 128-bit lane, gives natural order
+ * again. So the tables below (conv.c) hold each tile's weights, bias, mult and shift in that order. */
+static const int8_t DW16_ORDER[16] = {0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 13, 14, 15};  /* slot -> channel */
+typedef struct { __m256i w01[3][2], w2[3][2]; } dw16_taps;  /* per kx and half: (w[0][kx], w[1][kx]), (w[2][kx], 0) */
+typedef struct { const dw16_taps *taps; const int32_t *bias, *mult, *shift; } dw16_tables;  /* in DW16_ORDER */
+
+static inline __attribute__((always_inline)) __m256i dw16_load(const int8_t *row, int in, int32_t ix, int32_t cstride,
+                                                               int32_t c0) {
+    return row && in ? _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(row + (size_t)ix * cstride + c0)))
+                     : _mm256_setzero_si256();  /* padding: pad_value 0 adds nothing */
+}
+
+/* NPIX (1 or 2) pixels from ox; columns outside the row read zeros (pad_value 0). */
+static inline __attribute__((always_inline)) void dw16_pixels(int8_t *y, const dw3_geom *g, int32_t ox, int32_t c0,
+                                                               const dw16_taps *k, const __m256i bias[2],
+                                                               const mfe_rq8 q[2], const int NPIX) {
+    const __m256i zero = _mm256_setzero_si256();
+    __m256i acc[2][2] = {{bias[0], bias[1]}, {bias[0], bias[1]}};
+    for (int i = 0; i < NPIX + 2; i++) {  /* column ox - pl + i */
+        const int32_t ix = ox - g->pl + i;
+        const int in = ix >= 0 && ix < g->w_in;
+        const __m256i r0 = dw16_load(g->rows[0], in, ix, g->cstride, c0), r1 = dw16_load(g->rows[1], in, ix, g->cstride, c0);
+        const __m256i r2 = dw16_load(g->rows[2], in, ix, g->cstride, c0);
+        const __m256i v[2][2] = {{_mm256_unpacklo_epi16(r0, r1), _mm256_unpackhi_epi16(r0, r1)},
+                                 {_mm256_unpacklo_epi16(r2, zero), _mm256_unpackhi_epi16(r2, zero)}};
+        for (int p = 0; p < NPIX; p++) {
+            const int kx = i - p;
+            if (kx < 0 || kx > 2) continue;
+            for (int h = 0; h < 2; h++)
+                acc[p][h] = _mm256_add_epi32(acc[p][h], _mm256_add_epi32(_mm256_madd_epi16(v[0][h], k->w01[kx][h]),
+                                                                         _mm256_madd_epi16(v[1][h], k->w2[kx][h])));
+        }
+    }
+    for (int p = 0; p < NPIX; p++) {
+        const __m256i w = _mm256_packs_epi32(mfe_rq8_apply(acc[p][0], &q[0]), mfe_rq8_apply(acc[p][1], &q[1]));
+        const __m256i b = _mm256_permute4x64_epi64(_mm256_packs_epi16(w, w), 0x08);  /* channels 0-7, 8-15 */
+        _mm_storeu_si128((__m128i *)(y + (size_t)(ox + p) * g->cstride + c0), _mm256_castsi256_si128(b));
+    }
+}
+
+/* The first g->c16 channels of one output row, 16 at a time; dw3_row does the rest. */
+static inline void dw16_row(int8_t *y, const dw3_geom *g, int32_t wout, const dw16_tables *t, int32_t lo, int32_t hi) {
+    for (int32_t c0 = 0; c0 < g->c16; c0 += 16) {
+        const dw16_taps *k = t->taps + c0 / 16;
+        const __m256i bias[2] = {_mm256_loadu_si256((const __m256i *)(t->bias + c0)),
+                                 _mm256_loadu_si256((const __m256i *)(t->bias + c0 + 8))};
+        const mfe_rq8 q[2] = {mfe_rq8_load(t->mult + c0, t->shift + c0, 8, lo, hi),
+                              mfe_rq8_load(t->mult + c0 + 8, t->shift + c0 + 8, 8, lo, hi)};
+        int32_t ox = 0;
+        for (; ox + 2 <= wout; ox += 2) dw16_pixels(y, g, ox, c0, k, bias, q, 2);
+        if (ox < wout) dw16_pixels(y, g, ox, c0, k, bias, q, 1);
+    }
+}
+#endif
+
+/* Output row r of the batch: the input rows of its taps, then dw16_row (t: its tables, where geo.c16 > 0)
+ * and dw3_row. */
 static inline __attribute__((always_inline)) void dw3_row_at(const mfe_tensor *X, const mfe_tensor *Y, const void *in,
                                                               void *out, int64_t r, dw3_geom geo, const int32_t *w,
                                                               const int32_t *bias, const int32_t *mult, const int32_t *shift,
-                                                              int32_t pv, int32_t lo, int32_t hi, const int OP, const int SW) {
+                                                              int32_t pv, int32_t lo, int32_t hi, const void *t,
+                                                              const int OP, const int SW) {
     const mfe_row row = mfe_row_at(X, Y, in, out, r);
     for (int ky = 0; ky < 3; ky++) {
         const int32_t iy = row.oy * geo.sh - geo.pt + ky;
         geo.rows[ky] = iy >= 0 && iy < X->h ? row.x + (size_t)iy * X->w * X->c : NULL;
     }
+#if MFE_DW16
+    if (OP == DW_MAC && SW == 1 && geo.c16) dw16_row(row.y, &geo, Y->w, t, lo, hi);
+#else
+    (void)t;
+#endif
     dw3_row(row.y, &geo, Y->w, Y->c, w, bias, mult, shift, pv, lo, hi, OP, SW);
 }
+
+#endif
+#ifndef MFE_DW16
+#define MFE_DW16 0
 #endif
 #endif

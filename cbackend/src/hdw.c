@@ -99,10 +99,10 @@ void mfe_run_hdw(const mfe_ctx *c, const void *in0, const void *in1, void *out) 
     const int64_t rows = (int64_t)c->n * Y->h;
 #if MFE_DW_ROWS
     if (!ef) {  /* the min op by rows (dwrows.h), accumulators in registers; zero padding adds nothing */
-        const dw3_geom geo = {{NULL, NULL, NULL}, X->w, C, s, 1, 1, xs};
+        const dw3_geom geo = {{NULL, NULL, NULL}, X->w, C, s, 1, 1, xs, 0};
         MFE_PARALLEL_FOR(c->threads, r, rows, {
-            if (s == 1) dw3_row_at(X, Y, in0, out, r, geo, w, bias, mult, shift, 0, lo, hi, DW_MIN, 1);
-            else dw3_row_at(X, Y, in0, out, r, geo, w, bias, mult, shift, 0, lo, hi, DW_MIN, 2);
+            if (s == 1) dw3_row_at(X, Y, in0, out, r, geo, w, bias, mult, shift, 0, lo, hi, NULL, DW_MIN, 1);
+            else dw3_row_at(X, Y, in0, out, r, geo, w, bias, mult, shift, 0, lo, hi, NULL, DW_MIN, 2);
         });
         return;
     }
