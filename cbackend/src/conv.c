@@ -346,7 +346,9 @@ void mfe_run_conv2d(const mfe_ctx *c, const void *in0, const void *in1, void *ou
         const int32_t *mult = nd->blob[MFE_CONV2D_B_MULT], *shift = prep->rq_shift, pv = a[MFE_CONV2D_PAD_VALUE];
         const dw3_geom geo = {{NULL, NULL, NULL}, X->w, cout, sh, pt, pl, 0, sw == 1 ? prep->c16 : 0};
 #if MFE_DW16
-        const dw16_tables t16 = {prep->dw16_taps, prep->dw16_rq, prep->dw16_rq + prep->c16, prep->dw16_rq + 2 * prep->c16};
+        dw16_tables t16 = {NULL, NULL, NULL, NULL};  /* (no offsets from a NULL dw16_rq where c16 is 0) */
+        if (prep->c16)
+            t16 = (dw16_tables){prep->dw16_taps, prep->dw16_rq, prep->dw16_rq + prep->c16, prep->dw16_rq + 2 * prep->c16};
         const void *dw16 = &t16;
 #else
         const void *dw16 = NULL;
