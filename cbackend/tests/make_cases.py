@@ -49,6 +49,22 @@ def chain(rng: np.random.Generator, h: int = 6, w: int = 5, c: int = 6) -> Graph
     return b.build()
 
 
+def depthwise_rows(rng: np.random.Generator, h: int = 5, w: int = 7) -> Graph:
+    """Depthwise 3x3 convs down each of the row kernels' paths (cbackend/src/dwrows.h): 16-channel tiles and a tail
+    (24 channels, stride 1), a non-zero pad_value, stride 2, fewer than 16 channels; short multipliers."""
+    b = GraphBuilder((h, w, 24))
+    t = 0
+    for c, stride, pv in ((24, 1, 0), (24, 1, -7), (24, 2, 0), (8, 1, 0)):
+        if c != b.shape(t)[2]:
+            t = b.add("conv2d", t, cout=c, kh=1, kw=1, stride_h=1, stride_w=1, groups=1,
+                      weight=rng.integers(-64, 65, (c, 1, 1, b.shape(t)[2])), bias=rng.integers(-999, 999, c),
+                      mult=rng.integers(1 << 11, 1 << 12, c), shift=np.full(c, 20))
+        t = b.add("conv2d", t, cout=c, kh=3, kw=3, stride_h=stride, stride_w=stride, pad_t=1, pad_l=1, pad_b=1,
+                  pad_r=1, groups=c, pad_value=pv, weight=rng.integers(-128, 128, (c, 3, 3, 1)),
+                  bias=rng.integers(-999, 999, c), mult=rng.integers(1 << 11, 1 << 12, c), shift=np.full(c, 16))
+    return b.build()
+
+
 def zoo_models() -> list[tuple[str, Graph, str]]:
     """Every model shipped in zoo/ (their inputs: the embedded Fashion-MNIST sample images)."""
     folder = os.path.join(ROOT, "zoo")
@@ -67,6 +83,7 @@ def graphs(per_op: int = 3, zoo: bool = False) -> list[tuple[str, Graph, str]]:
             out.append((f"{op}_{i}_{edge}", random_case(op, rng, edge), edge))
     for i in range(3):
         out.append((f"chain_{i}", chain(np.random.default_rng(i)), EDGES[i]))
+    out.append(("depthwise_rows", depthwise_rows(np.random.default_rng(9)), "random"))
     return out
 
 
