@@ -162,7 +162,7 @@ typedef struct {  /* one allocation (the loader frees prep with free()) */
     int32_t c16;        /* MFE_DW16, depthwise 3x3 stride_w 1, pad_value 0: channels [0, c16) go 16 at a time */
     void *dw16_taps;    /* their dw16_taps, one per 16 channels (32-byte aligned) */
     int32_t *dw16_rq;   /* their bias, mult and rq_shift in DW16_ORDER, c16 each */
-    int32_t data[];   /* padsum, dw32, rq_shift, then dw or dense */
+    int32_t data[];   /* the regions above (mfe_prepare_conv2d carves them) */
 } conv_prep;
 
 /* The largest |accumulator| of output channel o: |bias| + 128 sum|w| (every input and pad value within 128). */
@@ -207,50 +207,50 @@ int mfe_prepare_conv2d(const mfe_model *m, mfe_node *nd, char *err, size_t errle
     size_t n_gemm = pointwise || im2col ? mfe_gemm_packed_bytes(cout, (int32_t)k) : 0;
     const int32_t c16 = MFE_DW16 && n_dw32 && a[MFE_CONV2D_STRIDE_W] == 1 && !pv ? cout / 16 * 16 : 0;
     size_t n_dw16 = c16 ? (size_t)c16 / 16 * 12 * 32 + 32 : 0;  /* twelve vectors a tile, and room to align */
-    n_pad += n_dw32 + (size_t)cout + 3 * (size_t)c16;  /* the int32 tables first: padsum, dw32, rq_shift, dw16_rq */
-    conv_prep *p = calloc(1, sizeof *p + sizeof(int32_t) * n_pad + n_dw + n_dense + n_dw16 + n_gemm + 64);
+    conv_prep *p = calloc(1, sizeof *p + sizeof(int32_t) * (n_pad + n_dw32 + cout + 3 * (size_t)c16) + n_dw + n_dense +
+                                 n_dw16 + n_gemm + 64);
     if (!p) MFE_FAIL(MFE_ENOMEM, "out of memory");
     nd->prep = p;
+    /* the regions: the int32 tables (padsum, dw32, rq_shift, dw16_rq), then dw or dense, dw16_taps, gemm */
+    int32_t *at = p->data;
+    if (pv) p->padsum = at;
+    if (n_dw32) p->dw32 = at + n_pad;
+    p->rq_shift = at + n_pad + n_dw32;
+    if (c16) p->dw16_rq = p->rq_shift + cout;
+    uint8_t *bytes = (uint8_t *)(p->rq_shift + cout + 3 * (size_t)c16);
+    if (depthwise) p->dw = (int8_t *)bytes;
+    if (n_dense) p->dense = (int8_t *)bytes;
+    bytes += n_dw + n_dense;
+    if (c16) p->dw16_taps = (void *)(((uintptr_t)bytes + 31) & ~(uintptr_t)31);
+    if (n_gemm) p->gemm = (void *)(((uintptr_t)(bytes + n_dw16) + 63) & ~(uintptr_t)63);
+    const int8_t *w = nd->blob[MFE_CONV2D_B_WEIGHT];
+    const int32_t *bias = nd->blob[MFE_CONV2D_B_BIAS];
     if (n_gemm) {  /* the 1x1 product as a packed GEMM over blocks of pixels */
-        p->gemm = (void *)(((uintptr_t)((uint8_t *)(p->data + n_pad) + n_dw + n_dense + n_dw16) + 63) & ~(uintptr_t)63);
-        const int8_t *w = nd->blob[MFE_CONV2D_B_WEIGHT];
         int narrow = 1;
         for (int64_t i = 0; i < cout * k && narrow; i++) narrow = w[i] >= -64 && w[i] <= 64;
         /* the input is clamped at >= 0 (padding reads pad_value), or the weights are narrow */
         const int known = x->lo >= 0 && (!im2col || pv >= 0) ? MFE_GEMM_X_NONNEG : narrow ? MFE_GEMM_W_NARROW : MFE_GEMM_ANY;
-        mfe_gemm_pack(p->gemm, w, nd->blob[MFE_CONV2D_B_BIAS], cout, (int32_t)k, known);
+        mfe_gemm_pack(p->gemm, w, bias, cout, (int32_t)k, known);
         nd->scratch = mfe_gemm_scratch_bytes((int32_t)k) + (im2col ? (size_t)mfe_gemm_block_rows((int32_t)k) * k : 0);
         p->im2col = im2col;
     }
-    const int8_t *w = nd->blob[MFE_CONV2D_B_WEIGHT];
-    if (depthwise) {  /* repack OHW1 -> HWC so taps run along channels */
-        p->dw = (int8_t *)(p->data + n_pad);
+    if (depthwise)  /* repack OHW1 -> HWC so taps run along channels */
         for (int32_t o = 0; o < cout; o++)
             for (int32_t t = 0; t < taps; t++) p->dw[(size_t)t * cout + o] = w[(size_t)o * taps + t];
-    }
-    if (n_dense) {  /* OHWI -> HWIO */
-        p->dense = (int8_t *)(p->data + n_pad);
+    if (n_dense)  /* OHWI -> HWIO */
         for (int32_t o = 0; o < cout; o++)
             for (int32_t t = 0; t < taps; t++)
                 for (int32_t i = 0; i < x->c; i++) p->dense[((size_t)t * x->c + i) * cout + o] = w[((size_t)o * taps + t) * x->c + i];
-    }
     const int32_t *mult = nd->blob[MFE_CONV2D_B_MULT], *shift = nd->blob[MFE_CONV2D_B_SHIFT];
-    p->rq_shift = p->data + n_pad - 3 * (size_t)c16 - cout;
     for (int32_t o = 0; o < cout; o++) {  /* acc * mult + 2^(s-1) inside int32 for every acc this channel can hold */
-        const int64_t top = acc_bound(w, nd->blob[MFE_CONV2D_B_BIAS], o, k) * mult[o] + (shift[o] ? (int64_t)1 << (shift[o] - 1) : 0);
+        const int64_t top = acc_bound(w, bias, o, k) * mult[o] + (shift[o] ? (int64_t)1 << (shift[o] - 1) : 0);
         p->rq_shift[o] = shift[o] + (shift[o] <= 31 && top <= INT32_MAX ? MFE_RQ_MUL32 : 0);
     }
-    if (n_dw32) {
-        p->dw32 = p->data + n_pad - 3 * (size_t)c16 - cout - n_dw32;
-        for (size_t i = 0; i < n_dw; i++) p->dw32[i] = (uint16_t)p->dw[i];  /* (w, 0) as an int16 pair */
-    }
+    for (size_t i = 0; i < n_dw32; i++) p->dw32[i] = (uint16_t)p->dw[i];  /* (w, 0) as an int16 pair */
 #if MFE_DW16
     if (c16) {  /* per tile of 16 channels, in DW16_ORDER: (w[0][kx], w[1][kx]) and (w[2][kx], 0) pairs; bias, mult, shift */
         p->c16 = c16;
-        p->dw16_rq = p->data + n_pad - 3 * (size_t)c16;
-        int16_t *t = (int16_t *)(((uintptr_t)((uint8_t *)(p->data + n_pad) + n_dw + n_dense) + 31) & ~(uintptr_t)31);
-        p->dw16_taps = t;
-        const int32_t *bias = nd->blob[MFE_CONV2D_B_BIAS];
+        int16_t *t = p->dw16_taps;
         for (int32_t c0 = 0; c0 < c16; c0 += 16, t += 12 * 16)
             for (int j = 0; j < 16; j++) {
                 const int32_t ch = c0 + DW16_ORDER[j], h = j / 8, lane = j % 8;
@@ -265,12 +265,10 @@ int mfe_prepare_conv2d(const mfe_model *m, mfe_node *nd, char *err, size_t errle
             }
     }
 #endif
-    if (pv) {  /* a padded tap adds pad_value * sum of its weights; |that| <= 128 * sum|w|: inside the proof */
-        p->padsum = p->data;
+    if (pv)  /* a padded tap adds pad_value * sum of its weights; |that| <= 128 * sum|w|: inside the proof */
         for (int32_t o = 0; o < cout; o++)
             for (int32_t t = 0; t < taps; t++)
                 for (int32_t i = 0; i < x->c / g; i++) p->padsum[(size_t)t * cout + o] += pv * w[((size_t)o * taps + t) * (x->c / g) + i];
-    }
     return MFE_OK;
 }
 

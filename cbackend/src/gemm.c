@@ -131,9 +131,10 @@ void mfe_gemm_rows(int8_t *y, void *scratch, const int8_t *x, int np, int32_t ci
  *     MFE_GEMM_W_NARROW, weights in [-64, 64]: the input goes in as x + 128 (xor 0x80), at most
  *       2 * 255 * 64 = 32640, and bias' = bias - 128 sum(w) takes the 128 sum(w) back off.
  * The load-time proof (|bias| + 128 sum|w| <= INT32_MAX) keeps every partial sum inside int32, bias' too.
- * GEMM_R pixels by B <= 2 blocks of 8 outputs keep their accumulators in registers. A call sweeps every block of outputs over up to 64 pixels, so each block's
- * weights are read from cache once per call rather than once per 8 pixels (the weights of a 4x4x960 layer are
- * 2 MB as int16: beyond L2), with the rows' copy kept near 64 KB. */
+ * GEMM_R pixels by B <= 2 blocks of 8 outputs keep their accumulators in registers. A call sweeps every block
+ * of outputs over up to 64 pixels, so each block's weights are read from cache once per call rather than once
+ * per 8 pixels (the weights of a 4x4x960 layer are 2 MB as int16: beyond L2), with the rows' copy kept near
+ * 64 KB. */
 #define GEMM_R 4
 #define GEMM_HEAD 64
 static int64_t k2_of(int32_t cin) { return (cin + 1) / 2; }
