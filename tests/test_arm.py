@@ -114,19 +114,33 @@ def test_dotprod_build_needs_armv82(tc, built, sample):
 # ---- every kernel bit-exact: one-op graphs written here, run by mftest in one qemu process per build ----
 
 def extra_cases(rng: np.random.Generator):
-    """Shapes that reach every NEON block size: dense convs with 8/16-wide output blocks and tails, wide
+    """Shapes that reach every NEON block size: dense convs (the GEMM: odd cin, 16-wide output blocks and tails,
+    pixel tails, -128 weights, short multipliers), depthwise 3x3 (channel tails, borders, pad values), wide
     sum-pools (the channel-window path), full fused WHT blocks (split input and output included), channels >= 8
     for hdw and pooling."""
-    for cin, cout, k in [(1, 16, 3), (3, 24, 3), (32, 32, 1), (64, 40, 1), (25, 24, 2), (17, 9, 1), (8, 48, 3)]:
+    for cin, cout, k in [(1, 16, 3), (3, 24, 3), (32, 32, 1), (64, 40, 1), (25, 24, 2), (17, 9, 1), (8, 48, 3), (48, 16, 1)]:
         for edge in ("random", "max", "min", "alternating"):
             h, w = int(rng.integers(3, 7)), int(rng.integers(3, 7))
             b = GraphBuilder((h, w, cin))
             p = k // 2
+            # short multipliers half the time: the GEMM's int32 requantisation where the loader proves it exact
+            short = rng.random() < 0.5
+            mult, shift = (rng.integers(1 << 9, 1 << 11, cout), rng.integers(17, 23, cout)) if short else \
+                (rng.integers(1 << 30, 1 << 31, cout), rng.integers(36, 44, cout))
             b.add("conv2d", 0, cout=cout, kh=k, kw=k, stride_h=1 + (cin == 3), stride_w=1, pad_t=p, pad_l=p, pad_b=p,
                   pad_r=p, groups=1, pad_value=int(rng.choice([0, -128, 127])), weight=weights(rng, (cout, k, k, cin), edge),
-                  bias=rng.integers(-5000, 5000, cout), mult=rng.integers(1 << 30, 1 << 31, cout),
-                  shift=rng.integers(36, 44, cout), act_lo=int(rng.choice([-128, 0])))
-            yield f"conv{cin}x{cout}k{k}-{edge}", b.build(), images(rng, 3, (h, w, cin), edge)
+                  bias=rng.integers(-5000, 5000, cout), mult=mult, shift=shift, act_lo=int(rng.choice([-128, 0])))
+            yield f"conv{cin}x{cout}k{k}{'-short' * short}-{edge}", b.build(), images(rng, 3, (h, w, cin), edge)
+    for c, stride in [(16, 1), (36, 1), (20, 2), (8, 2), (5, 1)]:  # depthwise 3x3: 8-channel steps, tails, borders
+        for edge in EDGES:
+            h, w = int(rng.integers(2, 9)), int(rng.integers(2, 9))
+            short = rng.random() < 0.5
+            b = GraphBuilder((h, w, c))
+            b.add("conv2d", 0, cout=c, kh=3, kw=3, stride_h=stride, stride_w=stride, pad_t=1, pad_l=1, pad_b=1, pad_r=1,
+                  groups=c, pad_value=int(rng.choice([0, -128, 127, -55])), weight=weights(rng, (c, 3, 3, 1), edge),
+                  bias=rng.integers(-5000, 5000, c), mult=rng.integers(1 << 9, 1 << 11, c) if short else rng.integers(1 << 30, 1 << 31, c),
+                  shift=rng.integers(12, 16, c) if short else rng.integers(36, 42, c), act_lo=int(rng.choice([-128, 0])))
+            yield f"dw{c}s{stride}{'-short' * short}-{edge}", b.build(), images(rng, 2, (h, w, c), edge)
     for c, cw in [(40, 20), (40, 8), (24, 24), (9, 2)]:
         b = GraphBuilder((5, 6, c))
         b.add("sumpool", 0, cw=cw, kh=3, kw=2, pad_t=1, pad_l=0, pad_b=1, pad_r=1, mult=int(rng.integers(1 << 30, 1 << 31)),

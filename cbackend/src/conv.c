@@ -90,6 +90,39 @@ static void dw_tap__neon(int32_t *acc, const int8_t *x, const int8_t *w, int32_t
 
 #define dw_tap MFE_KERNEL(dw_tap)
 
+#ifdef MFE_ISA_NEON
+/* A 3x3 depthwise output pixel from its nine input pixels (xs: a buffer of pad_value where a tap falls
+ * outside), 8 channels a step with the accumulators in registers. Two taps share an int16 lane (smull,
+ * smlal) before saddw widens them: exact where no weight is -128 (conv_prep.dw9), as |x w| <= 128 * 127. */
+static void dw9_pixel__neon(int8_t *y, const int8_t *const xs[9], const int8_t *w, const int32_t *bias, const int32_t *mult,
+                            const int32_t *shift, int32_t c, int mul32, int32_t lo, int32_t hi) {
+    const int32x4_t vlo = vdupq_n_s32(lo), vhi = vdupq_n_s32(hi);
+    /* the pointers in locals: y's stores could alias the array, and gcc would reload it on every step */
+    const int8_t *x0 = xs[0], *x1 = xs[1], *x2 = xs[2], *x3 = xs[3], *x4 = xs[4], *x5 = xs[5], *x6 = xs[6], *x7 = xs[7], *x8 = xs[8];
+    int32_t o = 0;
+#define DW_X(t) vld1_s8(x##t + o)
+#define DW_W(t) vld1_s8(w + (size_t)(t) * c + o)
+#define DW_WIDEN(p) a0 = vaddw_s16(a0, vget_low_s16(p)), a1 = vaddw_high_s16(a1, p);
+#define DW_PAIR(t, u) { const int16x8_t p = vmlal_s8(vmull_s8(DW_X(t), DW_W(t)), DW_X(u), DW_W(u)); DW_WIDEN(p) }
+    for (; o + 8 <= c; o += 8) {
+        int32x4_t a0 = vld1q_s32(bias + o), a1 = vld1q_s32(bias + o + 4);
+        DW_PAIR(0, 1) DW_PAIR(2, 3) DW_PAIR(4, 5) DW_PAIR(6, 7)
+        const int16x8_t p8 = vmull_s8(DW_X(8), DW_W(8));
+        DW_WIDEN(p8)
+        vst1_s8(y + o, mfe_rq8x8__neon(a0, a1, mult + o, shift + o, mul32, vlo, vhi));
+    }
+#undef DW_PAIR
+#undef DW_WIDEN
+#undef DW_W
+#undef DW_X
+    for (; o < c; o++) {
+        int32_t acc = bias[o];
+        for (int t = 0; t < 9; t++) acc += xs[t][o] * w[(size_t)t * c + o];
+        y[o] = mfe_requant(acc, mult[o], shift[o] % MFE_RQ_MUL32, lo, hi);
+    }
+}
+#endif
+
 /* ---- dense (groups 1) on NEON: acc[o] += sum_c x[c] * w[c][o] over one tap, weights packed HWIO at load,
  * so each input channel updates a row of outputs (an outer product; no horizontal sums) ---- */
 
@@ -159,6 +192,7 @@ typedef struct {  /* one allocation (the loader frees prep with free()) */
     void *gemm;       /* 1x1, stride 1, no padding (or im2col): weights packed for mfe_gemm_rows, or NULL */
     int im2col;       /* gemm over im2col rows (dense convs other than 1x1) */
     int32_t *rq_shift;  /* the shifts for the SIMD requantisation, + MFE_RQ_MUL32 where that form is exact */
+    int dw9;            /* NEON, depthwise 3x3 without a weight of -128: dw9_pixel__neon */
     int32_t c16;        /* MFE_DW16, depthwise 3x3 stride_w 1, pad_value 0: channels [0, c16) go 16 at a time */
     void *dw16_taps;    /* their dw16_taps, one per 16 channels (32-byte aligned) */
     int32_t *dw16_rq;   /* their bias, mult and rq_shift in DW16_ORDER, c16 each */
@@ -237,6 +271,10 @@ int mfe_prepare_conv2d(const mfe_model *m, mfe_node *nd, char *err, size_t errle
     if (depthwise)  /* repack OHW1 -> HWC so taps run along channels */
         for (int32_t o = 0; o < cout; o++)
             for (int32_t t = 0; t < taps; t++) p->dw[(size_t)t * cout + o] = w[(size_t)o * taps + t];
+#ifdef MFE_ISA_NEON
+    p->dw9 = depthwise && kh == 3 && kw == 3;
+    for (int64_t i = 0; p->dw9 && i < cout * k; i++) p->dw9 = w[i] != -128;
+#endif
     if (n_dense)  /* OHWI -> HWIO */
         for (int32_t o = 0; o < cout; o++)
             for (int32_t t = 0; t < taps; t++)
@@ -339,6 +377,27 @@ void mfe_run_conv2d(const mfe_ctx *c, const void *in0, const void *in1, void *ou
         return;
     }
     const int64_t rows = (int64_t)c->n * Y->h;
+#ifdef MFE_ISA_NEON
+    if (prep->dw9) {
+        const int32_t *mult = nd->blob[MFE_CONV2D_B_MULT], *shift = prep->rq_shift;
+        int mul32 = 1;
+        for (int32_t o = 0; o < cout; o++) mul32 &= shift[o] >= MFE_RQ_MUL32;
+        MFE_PARALLEL_FOR(c->threads, r, rows, {
+            int8_t *pad = (int8_t *)MFE_SCRATCH(c);  /* what a tap outside the input reads */
+            memset(pad, a[MFE_CONV2D_PAD_VALUE], (size_t)cout);
+            mfe_row row = mfe_row_at(X, Y, in0, out, r);
+            for (int32_t ox = 0; ox < Y->w; ox++) {
+                const int8_t *xs[9];
+                for (int32_t t = 0; t < 9; t++) {
+                    const int32_t iy = row.oy * sh - pt + t / 3, ix = ox * sw - pl + t % 3;
+                    xs[t] = iy < 0 || iy >= X->h || ix < 0 || ix >= X->w ? pad : row.x + ((size_t)iy * X->w + ix) * X->c;
+                }
+                dw9_pixel__neon(row.y + (size_t)ox * cout, xs, prep->dw, bias, mult, shift, cout, mul32, lo, hi);
+            }
+        });
+        return;
+    }
+#endif
 #if MFE_DW_ROWS
     if (prep->dw32) {
         const int32_t *mult = nd->blob[MFE_CONV2D_B_MULT], *shift = prep->rq_shift, pv = a[MFE_CONV2D_PAD_VALUE];

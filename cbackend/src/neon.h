@@ -26,6 +26,19 @@ static inline int8x8_t mfe_narrow_s32x8(int32x4_t a, int32x4_t b) {
     return vmovn_s16(vcombine_s16(vmovn_s32(a), vmovn_s32(b)));
 }
 
+/* Eight accumulators -> int8 with per-channel mult and prepared shifts (conv.c's rq_shift, which may carry
+ * MFE_RQ_MUL32). mul32: every channel carries it, so acc * mult + 2^(shift-1) fits int32 and one multiply and
+ * one rounding shift per four lanes do what the int64 form does with six instructions. */
+static inline int8x8_t mfe_rq8x8__neon(int32x4_t a0, int32x4_t a1, const int32_t *mult, const int32_t *shift, int mul32,
+                                       int32x4_t lo, int32x4_t hi) {
+    const int32x4_t low = vdupq_n_s32(MFE_RQ_MUL32 - 1), m0 = vld1q_s32(mult), m1 = vld1q_s32(mult + 4);
+    const int32x4_t s0 = vandq_s32(vld1q_s32(shift), low), s1 = vandq_s32(vld1q_s32(shift + 4), low);
+    if (mul32)
+        return mfe_narrow_s32x8(vminq_s32(vmaxq_s32(vrshlq_s32(vmulq_s32(a0, m0), vnegq_s32(s0)), lo), hi),
+                                vminq_s32(vmaxq_s32(vrshlq_s32(vmulq_s32(a1, m1), vnegq_s32(s1)), lo), hi));
+    return mfe_narrow_s32x8(mfe_requant_s32x4(a0, m0, s0, lo, hi), mfe_requant_s32x4(a1, m1, s1, lo, hi));
+}
+
 /* dst[o] = requant(acc[o], mult[o], shift[o], lo, hi), per-channel parameters. */
 static inline void mfe_requant_row__neon(int8_t *dst, const int32_t *acc, const int32_t *mult, const int32_t *shift,
                                          int32_t c, int32_t lo, int32_t hi) {
