@@ -115,7 +115,7 @@ def test_dotprod_build_needs_armv82(tc, built, sample):
 
 def extra_cases(rng: np.random.Generator):
     """Shapes that reach every NEON block size: dense convs (the GEMM: odd cin, 16-wide output blocks and tails,
-    pixel tails, -128 weights, short multipliers), depthwise 3x3 (channel tails, borders, pad values), wide
+    pixel tails, -128 weights, short multipliers), depthwise 3x3 and hdw (channel tails, borders, pad values, shifts), wide
     sum-pools (the channel-window path), full fused WHT blocks (split input and output included), channels >= 8
     for hdw and pooling."""
     for cin, cout, k in [(1, 16, 3), (3, 24, 3), (32, 32, 1), (64, 40, 1), (25, 24, 2), (17, 9, 1), (8, 48, 3), (48, 16, 1)]:
@@ -141,6 +141,14 @@ def extra_cases(rng: np.random.Generator):
                   bias=rng.integers(-5000, 5000, c), mult=rng.integers(1 << 9, 1 << 11, c) if short else rng.integers(1 << 30, 1 << 31, c),
                   shift=rng.integers(12, 16, c) if short else rng.integers(36, 42, c), act_lo=int(rng.choice([-128, 0])))
             yield f"dw{c}s{stride}{'-short' * short}-{edge}", b.build(), images(rng, 2, (h, w, c), edge)
+    for c, stride, xs, ws in [(16, 1, 0, 0), (20, 2, 4, 7), (8, 1, 7, 3), (5, 2, 4, 4), (24, 1, 5, 5)]:
+        for edge in EDGES:  # hdw's min op, in int16 lanes up to min(xshift, wshift) = 4, then int32
+            h, w = int(rng.integers(2, 9)), int(rng.integers(2, 9))
+            b = GraphBuilder((h, w, c))
+            b.add("hdw", 0, stride=stride, op=0, xshift=xs, wshift=ws, weight=weights(rng, (3, 3, c), edge),
+                  bias=rng.integers(-3000, 3000, c), mult=rng.integers(1 << 30, 1 << 31, c),
+                  shift=rng.integers(38, 44, c) + min(xs, ws), act_lo=int(rng.choice([-128, 0])))
+            yield f"hdw{c}s{stride}x{xs}w{ws}-{edge}", b.build(), images(rng, 2, (h, w, c), edge)
     for c, cw in [(40, 20), (40, 8), (24, 24), (9, 2)]:
         b = GraphBuilder((5, 6, c))
         b.add("sumpool", 0, cw=cw, kh=3, kw=2, pad_t=1, pad_l=0, pad_b=1, pad_r=1, mult=int(rng.integers(1 << 30, 1 << 31)),

@@ -109,7 +109,8 @@ static void dw9_pixel__neon(int8_t *y, const int8_t *const xs[9], const int8_t *
         DW_PAIR(0, 1) DW_PAIR(2, 3) DW_PAIR(4, 5) DW_PAIR(6, 7)
         const int16x8_t p8 = vmull_s8(DW_X(8), DW_W(8));
         DW_WIDEN(p8)
-        vst1_s8(y + o, mfe_rq8x8__neon(a0, a1, mult + o, shift + o, mul32, vlo, vhi));
+        const mfe_rq8__neon q = mfe_rq8_load__neon(mult + o, shift + o, mul32);
+        vst1_s8(y + o, mfe_rq8_apply__neon(a0, a1, &q, vlo, vhi));
     }
 #undef DW_PAIR
 #undef DW_WIDEN
@@ -388,10 +389,7 @@ void mfe_run_conv2d(const mfe_ctx *c, const void *in0, const void *in1, void *ou
             mfe_row row = mfe_row_at(X, Y, in0, out, r);
             for (int32_t ox = 0; ox < Y->w; ox++) {
                 const int8_t *xs[9];
-                for (int32_t t = 0; t < 9; t++) {
-                    const int32_t iy = row.oy * sh - pt + t / 3, ix = ox * sw - pl + t % 3;
-                    xs[t] = iy < 0 || iy >= X->h || ix < 0 || ix >= X->w ? pad : row.x + ((size_t)iy * X->w + ix) * X->c;
-                }
+                mfe_window9(xs, X, row.x, row.oy, ox, sh, sw, pt, pl, pad);
                 dw9_pixel__neon(row.y + (size_t)ox * cout, xs, prep->dw, bias, mult, shift, cout, mul32, lo, hi);
             }
         });

@@ -351,14 +351,15 @@ void mfe_gemm_rows(int8_t *y, void *scratch, const int8_t *x, int np, int32_t ci
             m[j] = mult[o0 + j], s[j] = shift[o0 + j];
             mul32 &= shift[o0 + j] >= MFE_RQ_MUL32;
         }
+        const mfe_rq8__neon q0 = mfe_rq8_load__neon(m, s, mul32), q1 = mfe_rq8_load__neon(m + 8, s + 8, mul32);
         for (int p0 = 0; p0 < np; p0 += GEMM_R) {
             const int8_t *xr[GEMM_R];  /* spare rows repeat the last one: computed, never stored */
             for (int p = 0; p < GEMM_R; p++) xr[p] = x + (size_t)(p0 + p < np ? p0 + p : np - 1) * cin;
             int32x4_t acc[GEMM_R][4];
             kloop16(acc, xr, w + ob * 16 * k2, bias + o0, cin, pairs);
             for (int p = 0; p < GEMM_R && p0 + p < np; p++) {
-                const int8x16_t v = vcombine_s8(mfe_rq8x8__neon(acc[p][0], acc[p][1], m, s, mul32, vlo, vhi),
-                                                mfe_rq8x8__neon(acc[p][2], acc[p][3], m + 8, s + 8, mul32, vlo, vhi));
+                const int8x16_t v = vcombine_s8(mfe_rq8_apply__neon(acc[p][0], acc[p][1], &q0, vlo, vhi),
+                                                mfe_rq8_apply__neon(acc[p][2], acc[p][3], &q1, vlo, vhi));
                 int8_t *yp = y + (size_t)(p0 + p) * cout + o0;
                 if (n == 16) vst1q_s8(yp, v);
                 else {

@@ -58,6 +58,55 @@ static void hdw_tap__neon(int32_t *acc, const int8_t *x, const int32_t *w, int32
 
 #define hdw_tap MFE_KERNEL(hdw_tap)
 
+/* NEON, the min op in int16 lanes: |op| <= 128 << min(xs, ws), so nine taps (and the xor's -1s below) fit
+ * int16 for min(xs, ws) <= 4, and x << xs does for xs <= 7. */
+static int hdw_i16(const mfe_node *nd) {
+#ifdef MFE_ISA_NEON
+    const int32_t xs = nd->a[MFE_HDW_XSHIFT], ws = nd->a[MFE_HDW_WSHIFT];
+    return !nd->a[MFE_HDW_OP] && xs <= 7 && (xs < ws ? xs : ws) <= 4;
+#else
+    (void)nd;
+    return 0;
+#endif
+}
+
+#ifdef MFE_ISA_NEON
+/* What hdw_pixel__neon reads, prepared at load: per tap and channel a = min(|w| << ws, 2^15 - 1) (x << xs
+ * never reaches it), -a, and m = -(w < 0); per channel bias + the number of negative taps. */
+typedef struct { const int32_t *bias; const int16_t *a, *na, *m; } hdw16;
+
+/* One output pixel from its nine input pixels (xs: zeros where a tap falls outside), 8 channels a step:
+ * sign(w) clamp(x << xs, -a, a) as clamp(...) ^ m, which is -v - 1 where w < 0; the bias holds the 1s back. */
+static void hdw_pixel__neon(int8_t *y, const int8_t *const xs[9], const hdw16 *t, int32_t c, int32_t xshift,
+                            const int32_t *mult, const int32_t *shift, int32_t lo, int32_t hi) {
+    const int32x4_t vlo = vdupq_n_s32(lo), vhi = vdupq_n_s32(hi);
+    const int16x8_t sh = vdupq_n_s16((int16_t)xshift);
+    const int8_t *x0 = xs[0], *x1 = xs[1], *x2 = xs[2], *x3 = xs[3], *x4 = xs[4], *x5 = xs[5], *x6 = xs[6], *x7 = xs[7], *x8 = xs[8];
+    int32_t o = 0;
+#define HDW_TAP(k) {                                                                                          \
+        const size_t at = (size_t)(k) * c + o;                                                               \
+        const int16x8_t v = vminq_s16(vmaxq_s16(vshlq_s16(vmovl_s8(vld1_s8(x##k + o)), sh), vld1q_s16(t->na + at)), \
+                                      vld1q_s16(t->a + at));                                                 \
+        acc = vaddq_s16(acc, veorq_s16(v, vld1q_s16(t->m + at))); }
+    for (; o + 8 <= c; o += 8) {
+        int16x8_t acc = vdupq_n_s16(0);
+        HDW_TAP(0) HDW_TAP(1) HDW_TAP(2) HDW_TAP(3) HDW_TAP(4) HDW_TAP(5) HDW_TAP(6) HDW_TAP(7) HDW_TAP(8)
+        const mfe_rq8__neon q = mfe_rq8_load__neon(mult + o, shift + o, 0);
+        vst1_s8(y + o, mfe_rq8_apply__neon(vaddw_s16(vld1q_s32(t->bias + o), vget_low_s16(acc)),
+                                           vaddw_high_s16(vld1q_s32(t->bias + o + 4), acc), &q, vlo, vhi));
+    }
+#undef HDW_TAP
+    for (; o < c; o++) {
+        int32_t acc = t->bias[o];
+        for (int k = 0; k < 9; k++) {
+            const int32_t v = (int32_t)xs[k][o] << xshift, a = t->a[(size_t)k * c + o];
+            acc += (v < -a ? -a : v > a ? a : v) ^ t->m[(size_t)k * c + o];
+        }
+        y[o] = mfe_requant(acc, mult[o], shift[o], lo, hi);
+    }
+}
+#endif
+
 MFE_SCALAR_FN void hdw_requant__scalar(int8_t *dst, const int32_t *acc, const int32_t *mult, const int32_t *shift,
                                        int32_t c, int32_t lo, int32_t hi) {
     for (int32_t i = 0; i < c; i++) dst[i] = mfe_requant(acc[i], mult[i], shift[i], lo, hi);
@@ -79,11 +128,23 @@ int mfe_prepare_hdw(const mfe_model *m, mfe_node *nd, char *err, size_t errlen) 
         int64_t bound = 9 * ((128LL << nd->a[MFE_HDW_XSHIFT]) + (128LL << nd->a[MFE_HDW_WSHIFT])) + mfe_abs64(bias[i]);
         MFE_CHECK(bound <= INT32_MAX, "int32 accumulator of channel %d could wrap", i);
     }
-    int32_t *w = malloc(sizeof(int32_t) * 9 * (size_t)c);  /* widened and shifted once: taps load int32 lanes */
+    /* the weights widened and shifted once (taps load int32 lanes); for hdw_i16 then hdw16's tables */
+    const int i16 = hdw_i16(nd);
+    int32_t *w = malloc((sizeof(int32_t) * 9 + (i16 ? sizeof(int32_t) + 27 * sizeof(int16_t) : 0)) * (size_t)c);
     if (!w) MFE_FAIL(MFE_ENOMEM, "out of memory");
     const int8_t *src = nd->blob[MFE_HDW_B_WEIGHT];
     for (int32_t i = 0; i < 9 * c; i++) w[i] = (int32_t)((uint32_t)(int32_t)src[i] << nd->a[MFE_HDW_WSHIFT]);
     nd->prep = w;
+    if (i16) {
+        int32_t *b = w + 9 * (size_t)c;
+        int16_t *a = (int16_t *)(b + c), *na = a + 9 * (size_t)c, *neg = na + 9 * (size_t)c;
+        for (int32_t i = 0; i < c; i++) b[i] = bias[i];
+        for (int32_t i = 0; i < 9 * c; i++) {
+            const int64_t mag = mfe_abs64(src[i]) << nd->a[MFE_HDW_WSHIFT];
+            a[i] = (int16_t)(mag < INT16_MAX ? mag : INT16_MAX), na[i] = (int16_t)-a[i], neg[i] = (int16_t)-(src[i] < 0);
+            b[i % c] -= neg[i];
+        }
+    }
     nd->scratch = sizeof(int32_t) * (size_t)c;
     return MFE_OK;
 }
@@ -103,6 +164,23 @@ void mfe_run_hdw(const mfe_ctx *c, const void *in0, const void *in1, void *out) 
         MFE_PARALLEL_FOR(c->threads, r, rows, {
             if (s == 1) dw3_row_at(X, Y, in0, out, r, geo, w, bias, mult, shift, 0, lo, hi, NULL, DW_MIN, 1);
             else dw3_row_at(X, Y, in0, out, r, geo, w, bias, mult, shift, 0, lo, hi, NULL, DW_MIN, 2);
+        });
+        return;
+    }
+#endif
+#ifdef MFE_ISA_NEON
+    if (hdw_i16(nd)) {
+        const int16_t *a16 = (const int16_t *)(w + 10 * (size_t)C);
+        const hdw16 t = {w + 9 * (size_t)C, a16, a16 + 9 * (size_t)C, a16 + 18 * (size_t)C};
+        MFE_PARALLEL_FOR(c->threads, r, rows, {
+            int8_t *zero = (int8_t *)MFE_SCRATCH(c);  /* what a tap outside the input reads */
+            memset(zero, 0, (size_t)C);
+            mfe_row row = mfe_row_at(X, Y, in0, out, r);
+            for (int32_t ox = 0; ox < Y->w; ox++) {
+                const int8_t *xp[9];
+                mfe_window9(xp, X, row.x, row.oy, ox, s, s, 1, 1, zero);
+                hdw_pixel__neon(row.y + (size_t)ox * C, xp, &t, C, xs, mult, shift, lo, hi);
+            }
         });
         return;
     }

@@ -66,6 +66,16 @@ static inline mfe_row mfe_row_at(const mfe_tensor *X, const mfe_tensor *Y, const
     return row;
 }
 
+/* The nine input pixels of the 3x3 window of output (oy, ox) in image img (strides sh, sw; padding pt, pl
+ * at the top and left): `pad` where the window leaves the input. */
+static inline void mfe_window9(const int8_t *xs[9], const mfe_tensor *X, const int8_t *img, int32_t oy, int32_t ox,
+                               int32_t sh, int32_t sw, int32_t pt, int32_t pl, const int8_t *pad) {
+    for (int32_t k = 0; k < 9; k++) {
+        const int32_t iy = oy * sh - pt + k / 3, ix = ox * sw - pl + k % 3;
+        xs[k] = iy < 0 || iy >= X->h || ix < 0 || ix >= X->w ? pad : img + ((size_t)iy * X->w + ix) * X->c;
+    }
+}
+
 /* for (int64_t var = 0; var < n; var++) { body }, split statically over `threads` OpenMP threads; one thread
  * runs the loop inline: an OpenMP parallel region costs ~0.4 us even with one thread (~25 us per mbv2 pass). */
 #define MFE_PARALLEL_FOR(threads, var, n, ...)                                                        \

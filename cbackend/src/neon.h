@@ -26,17 +26,25 @@ static inline int8x8_t mfe_narrow_s32x8(int32x4_t a, int32x4_t b) {
     return vmovn_s16(vcombine_s16(vmovn_s32(a), vmovn_s32(b)));
 }
 
-/* Eight accumulators -> int8 with per-channel mult and prepared shifts (conv.c's rq_shift, which may carry
- * MFE_RQ_MUL32). mul32: every channel carries it, so acc * mult + 2^(shift-1) fits int32 and one multiply and
- * one rounding shift per four lanes do what the int64 form does with six instructions. */
-static inline int8x8_t mfe_rq8x8__neon(int32x4_t a0, int32x4_t a1, const int32_t *mult, const int32_t *shift, int mul32,
-                                       int32x4_t lo, int32x4_t hi) {
-    const int32x4_t low = vdupq_n_s32(MFE_RQ_MUL32 - 1), m0 = vld1q_s32(mult), m1 = vld1q_s32(mult + 4);
-    const int32x4_t s0 = vandq_s32(vld1q_s32(shift), low), s1 = vandq_s32(vld1q_s32(shift + 4), low);
-    if (mul32)
-        return mfe_narrow_s32x8(vminq_s32(vmaxq_s32(vrshlq_s32(vmulq_s32(a0, m0), vnegq_s32(s0)), lo), hi),
-                                vminq_s32(vmaxq_s32(vrshlq_s32(vmulq_s32(a1, m1), vnegq_s32(s1)), lo), hi));
-    return mfe_narrow_s32x8(mfe_requant_s32x4(a0, m0, s0, lo, hi), mfe_requant_s32x4(a1, m1, s1, lo, hi));
+/* The requantisation of 8 channels, loaded once for many pixels: per-channel mult and -shift from prepared
+ * shifts (conv.c's rq_shift, which may carry MFE_RQ_MUL32). mul32: every channel carries it, so
+ * acc * mult + 2^(shift-1) fits int32 and one multiply and one rounding shift per four lanes do what the
+ * int64 form does with six instructions. */
+typedef struct { int32x4_t m0, m1, ns0, ns1; int mul32; } mfe_rq8__neon;
+
+static inline mfe_rq8__neon mfe_rq8_load__neon(const int32_t *mult, const int32_t *shift, int mul32) {
+    const int32x4_t low = vdupq_n_s32(MFE_RQ_MUL32 - 1);
+    return (mfe_rq8__neon){vld1q_s32(mult), vld1q_s32(mult + 4), vnegq_s32(vandq_s32(vld1q_s32(shift), low)),
+                           vnegq_s32(vandq_s32(vld1q_s32(shift + 4), low)), mul32};
+}
+
+static inline int8x8_t mfe_rq8_apply__neon(int32x4_t a0, int32x4_t a1, const mfe_rq8__neon *q, int32x4_t lo, int32x4_t hi) {
+    if (q->mul32)
+        return mfe_narrow_s32x8(vminq_s32(vmaxq_s32(vrshlq_s32(vmulq_s32(a0, q->m0), q->ns0), lo), hi),
+                                vminq_s32(vmaxq_s32(vrshlq_s32(vmulq_s32(a1, q->m1), q->ns1), lo), hi));
+    return mfe_narrow_s32x8(
+        mfe_rshift_clamp_s64x4(vmull_s32(vget_low_s32(a0), vget_low_s32(q->m0)), vmull_high_s32(a0, q->m0), q->ns0, lo, hi),
+        mfe_rshift_clamp_s64x4(vmull_s32(vget_low_s32(a1), vget_low_s32(q->m1)), vmull_high_s32(a1, q->m1), q->ns1, lo, hi));
 }
 
 /* dst[o] = requant(acc[o], mult[o], shift[o], lo, hi), per-channel parameters. */
@@ -45,9 +53,8 @@ static inline void mfe_requant_row__neon(int8_t *dst, const int32_t *acc, const 
     const int32x4_t vlo = vdupq_n_s32(lo), vhi = vdupq_n_s32(hi);
     int32_t o = 0;
     for (; o + 8 <= c; o += 8) {
-        int32x4_t a = mfe_requant_s32x4(vld1q_s32(acc + o), vld1q_s32(mult + o), vld1q_s32(shift + o), vlo, vhi);
-        int32x4_t b = mfe_requant_s32x4(vld1q_s32(acc + o + 4), vld1q_s32(mult + o + 4), vld1q_s32(shift + o + 4), vlo, vhi);
-        vst1_s8(dst + o, mfe_narrow_s32x8(a, b));
+        const mfe_rq8__neon q = mfe_rq8_load__neon(mult + o, shift + o, 0);
+        vst1_s8(dst + o, mfe_rq8_apply__neon(vld1q_s32(acc + o), vld1q_s32(acc + o + 4), &q, vlo, vhi));
     }
     for (; o < c; o++) dst[o] = mfe_requant(acc[o], mult[o], shift[o], lo, hi);
 }
