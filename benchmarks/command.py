@@ -31,7 +31,7 @@ QUICK = {"seed_batch": 1, "seed_repeats": 3, "growth": [64, 256, 1024], "growth_
 @click.option("--only", "only", type=click.Choice(PARTS), multiple=True,
               help="Run only these parts (repeatable); default: all.")
 @click.option("--arm", is_flag=True, help="Also count executed aarch64 instructions (NEON and scalar builds) under "
-              "qemu for seed 000's WHT layer and the default model (engine/cross.py; key 'arm').")
+              "qemu for seed 000's WHT layer and the zoo models, per image (engine/cross.py; key 'arm').")
 @click.option("--cpu-time", is_flag=True, help="Time 1-thread tables in the calling thread's CPU time instead of wall "
               "time (steadier on a shared, loaded machine; every peer computes in that thread at 1 thread).")
 def bench(as_json: bool, quick: bool, threads: int, plot_dir: str | None, only: tuple[str, ...], arm: bool,
@@ -269,12 +269,12 @@ def render(r: dict) -> str:
 def render_arm(a: dict) -> list[str]:
     lines = [f"aarch64 executed instructions per pass, qemu -cpu {a.get('qemu_cpu', '?')} (engine/cross.py; "
              f"NEON {a.get('builds', {}).get('neon', '')}, scalar {a.get('builds', {}).get('scalar', '')})",
-             f"{'':<28} {'NEON':>14} {'scalar':>14} {'NEON/scalar':>12}"]
+             f"{'':<30} {'NEON':>14} {'scalar':>14} {'NEON/scalar':>12}"]
     for k, v in a.items():
         if isinstance(v, dict) and isinstance(v.get("neon"), int) and isinstance(v.get("scalar"), int):
             what = f"{k} ({'x'.join(map(str, v['shape']))})" if "shape" in v else f"{k} ({v.get('images', '?')} images)"
             ratio = v.get("neon_over_scalar") or (v["neon"] / v["scalar"] if v["scalar"] else 0)
-            lines.append(f"{what:<28} {v['neon']:>14,} {v['scalar']:>14,} {ratio:>12.3f}")
+            lines.append(f"{what:<30} {v['neon']:>14,} {v['scalar']:>14,} {ratio:>12.3f}")
     return lines
 
 

@@ -32,6 +32,7 @@ CINC = os.path.join(ROOT, "cbackend", "include")
 ARM = os.path.join(ROOT, "cbackend", "arm")
 CACHE = os.path.join(ROOT, "build", "arm")
 DEFAULT_MODEL = os.path.join(ROOT, "zoo", "default.mfe")
+MODELS = ("default.mfe", "fmnist-mbv2.mfe")  # count_instructions: the WHT model and plain int8 MobileNet-V2
 SAMPLE = os.path.join(ROOT, "zoo", "fashion-mnist-sample.npz")
 PACKAGES = ("gcc-aarch64-linux-gnu", "libc6-dev-arm64-cross", "qemu-user")
 
@@ -470,14 +471,16 @@ def wht_seed_model(path: str, mode: int, c: int = 1024) -> str:
     return path
 
 
-def count_instructions(images: int = 1, cpu: str = "cortex-a57", default_model: bool = True,
-                       wht_modes: tuple[str, ...] = ("soft", "smooth")) -> dict:
+def count_instructions(images: int = 1, cpu: str = "cortex-a57", models: tuple[str, ...] = MODELS,
+                       model_images: int = 8, wht_modes: tuple[str, ...] = ("soft", "smooth")) -> dict:
     """Executed aarch64 instructions of the NEON build and of the scalar build (-O2 -DMFE_FORCE_SCALAR,
     the flags of engine/_mfe_scalar) under qemu-aarch64 -cpu CPU, counted by the insncount plugin.
 
     wht_<mode>: seed 000's WHT layer (32x32x1024 int8 through `wht`, n = 1024) on `images` images,
     scaled to the seed's batch of 10 (the count is linear in images: every pixel block does the
-    same work). default_model: zoo/default.mfe on the 300 embedded sample images.
+    same work). model_<name>: each of `models` (zoo/ file names or paths) on the first `model_images`
+    embedded sample images, per image (the count is linear in images too; all 300 under qemu, and
+    the scalar build, would take many minutes for the MobileNet-V2 models).
     Each figure is one steady-state pass (count_per_run). Returns a dict (json-able)."""
     import numpy as np
     tc = toolchain()
@@ -498,15 +501,19 @@ def count_instructions(images: int = 1, cpu: str = "cortex-a57", default_model: 
             res[f"wht_{mode}"] = {"shape": [10, 32, 32, 1024], "measured_images": images,
                                   **{isa: counts[isa] * 10 // images for isa in counts},
                                   "neon_over_scalar": round(counts["neon"] / counts["scalar"], 4)}
-        if default_model:
-            npy = sample_npy(os.path.join(d, "sample.npy"))
-            counts = {isa: count_per_run(tc, prog, DEFAULT_MODEL, npy, cpu, plugin) for isa, prog in builds.items()}
-            res["default_model"] = {"model": "zoo/default.mfe", "images": 300, **counts,
-                                    "neon_per_image": counts["neon"] // 300, "scalar_per_image": counts["scalar"] // 300,
-                                    "neon_over_scalar": round(counts["neon"] / counts["scalar"], 4)}
+        npy = sample_npy(os.path.join(d, "sample.npy"), model_images)
+        n, *hwc = np.load(npy).shape  # n < model_images where the sample has fewer
+        for m in models:
+            path = os.path.join(ROOT, "zoo", m)  # an absolute path stays as given
+            counts = {isa: count_per_run(tc, prog, path, npy, cpu, plugin) for isa, prog in builds.items()}
+            res["model_" + os.path.basename(m).removesuffix(".mfe")] = {
+                "model": os.path.relpath(path, ROOT), "shape": [1, *hwc], "measured_images": n,
+                **{isa: round(counts[isa] / n) for isa in counts},
+                "neon_over_scalar": round(counts["neon"] / counts["scalar"], 4)}
     return res
 
 
 if __name__ == "__main__":
     import sys
-    print(json.dumps(count_instructions(int(sys.argv[1]) if len(sys.argv) > 1 else 1), indent=1))
+    kw = dict(zip(("images", "model_images"), map(int, sys.argv[1:3])))  # [WHT_IMAGES [MODEL_IMAGES]]
+    print(json.dumps(count_instructions(**kw), indent=1))

@@ -282,6 +282,6 @@ def test_engine_under_aarch64_python(tc, built, sample, tmp_path):
 
 def test_instruction_counts_neon_fwht(tc):
     """Seed 000's WHT layer: the NEON build executes at most 1/4 of the scalar build's instructions."""
-    res = cross.count_instructions(images=1, default_model=False, wht_modes=("soft",))
+    res = cross.count_instructions(images=1, models=(), wht_modes=("soft",))
     w = res["wht_soft"]
     assert w["scalar"] > 10**8 and w["neon"] <= w["scalar"] / 4, w
