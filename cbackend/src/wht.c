@@ -202,14 +202,14 @@ static inline vec V_GATHER(const int32_t *table, vec idx) {  /* no gather in NEO
 /* Butterflies across rows held in registers: r[k] is row j + k h, so BFLY(k, k + m) is stage m h.
  * Written out: gcc 12 leaves loop forms rolled for NEON's two-register rows, and r[] in memory. */
 #define BFLY(j, k) do { vec u = r[j], v = r[k]; r[j] = V_ADD(u, v), r[k] = V_SUB(u, v); } while (0)
-static inline void fwht2(vec r[2]) { BFLY(0, 1); }
-static inline void fwht4(vec r[4]) { BFLY(0, 1); BFLY(2, 3); BFLY(0, 2); BFLY(1, 3); }
-static inline void fwht8(vec r[8]) {  /* stages h, 2h, 4h across eight rows */
+static inline __attribute__((always_inline)) void fwht2(vec r[2]) { BFLY(0, 1); }
+static inline __attribute__((always_inline)) void fwht4(vec r[4]) { BFLY(0, 1); BFLY(2, 3); BFLY(0, 2); BFLY(1, 3); }
+static inline __attribute__((always_inline)) void fwht8(vec r[8]) {  /* stages h, 2h, 4h across eight rows */
     BFLY(0, 1); BFLY(2, 3); BFLY(4, 5); BFLY(6, 7);
     BFLY(0, 2); BFLY(1, 3); BFLY(4, 6); BFLY(5, 7);
     BFLY(0, 4); BFLY(1, 5); BFLY(2, 6); BFLY(3, 7);
 }
-static inline void fwht16(vec r[16]) {
+static inline __attribute__((always_inline)) void fwht16(vec r[16]) {
     BFLY(0, 1); BFLY(2, 3); BFLY(4, 5); BFLY(6, 7); BFLY(8, 9); BFLY(10, 11); BFLY(12, 13); BFLY(14, 15);
     BFLY(0, 2); BFLY(1, 3); BFLY(4, 6); BFLY(5, 7); BFLY(8, 10); BFLY(9, 11); BFLY(12, 14); BFLY(13, 15);
     BFLY(0, 4); BFLY(1, 5); BFLY(2, 6); BFLY(3, 7); BFLY(8, 12); BFLY(9, 13); BFLY(10, 14); BFLY(11, 15);
@@ -427,7 +427,7 @@ static inline void store_group(int8_t *y, vec r[8], const wht_args *a, const int
 #endif
 }
 #else  /* MFE_ISA_NEON: eight channels x eight pixels through 8x8 TRN transposes */
-static inline void load_group(vec r[8], const int8_t *x, int32_t cin) {
+static inline __attribute__((always_inline)) void load_group(vec r[8], const int8_t *x, int32_t cin) {
     int8x8_t p[8];
     for (int j = 0; j < 8; j++) p[j] = vld1_s8(x + (size_t)j * cin);  /* pixel j, channels 0-7 */
     int8x8x2_t t[4];
