@@ -114,11 +114,11 @@ def test_dotprod_build_needs_armv82(tc, built, sample):
 # ---- every kernel bit-exact: one-op graphs written here, run by mftest in one qemu process per build ----
 
 def extra_cases(rng: np.random.Generator):
-    """Shapes that reach every NEON block size: dense convs (the GEMM: odd cin, 16-wide output blocks and tails,
-    pixel tails, -128 weights, short multipliers), depthwise 3x3 and hdw (channel tails, borders, pad values, shifts), wide
-    sum-pools (the channel-window path), full fused WHT blocks (split input and output included), channels >= 8
-    for hdw and pooling."""
-    for cin, cout, k in [(1, 16, 3), (3, 24, 3), (32, 32, 1), (64, 40, 1), (25, 24, 2), (17, 9, 1), (8, 48, 3), (48, 16, 1)]:
+    """Shapes that reach every NEON block size: dense convs (the GEMM: odd cin, sdot chunks and tails of 1-4
+    steps, 16-wide output blocks and tails, pixel tails, -128 weights, short multipliers), depthwise 3x3 and hdw
+    (channel tails, borders, pad values, shifts), wide sum-pools (the channel-window path), full fused WHT blocks
+    (split input and output included), channels >= 8 for hdw and pooling."""
+    for cin, cout, k in [(1, 16, 3), (3, 24, 3), (32, 32, 1), (64, 40, 1), (25, 24, 2), (17, 9, 1), (8, 48, 3), (48, 16, 1), (13, 24, 1)]:
         for edge in ("random", "max", "min", "alternating"):
             h, w = int(rng.integers(3, 7)), int(rng.integers(3, 7))
             b = GraphBuilder((h, w, cin))

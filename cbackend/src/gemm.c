@@ -255,38 +255,89 @@ void mfe_gemm_rows(int8_t *y, void *scratch, const int8_t *x, int np, int32_t ci
 }
 #elif defined(MFE_ISA_NEON)
 #include "neon.h"
-/* Weights as [cout/16][cin2][16] int8 (cin2 = cin rounded up to even, zero padded), then bias[cout16] int32,
- * after a 64-byte header holding how many products may share an int16 lane (NEON_PAIRS below).
- * A k-step broadcasts one input byte of each of GEMM_R pixels (ld1r) against the 16 outputs' weights:
- * smull/smull2 give exact int16 products, and with two k-steps a pair goes into the same int16 lane
- * (smlal) before saddw widens it into the int32 accumulators: half the widening adds of one product per
- * lane, which is what the Cortex-A57's second NEON pipe runs out of. A pair sum stays inside int16 unless both
- * of its products are (-128)(-128): the loader's `known` rules that out (inputs >= 0, or weights within 64),
- * else the packing does (no weight of -128, as the converter never writes). The rows are read in place. */
+/* Weights in blocks of 16 outputs, zero padded to whole k-steps of KSTEP inputs, then bias[cout16] int32,
+ * after a 64-byte header; GEMM_R pixels x 16 outputs keep their accumulators in registers and the rows are
+ * read in place. The k-loop by instruction set:
+ *   sdot (ARMv8.2 dotprod: Orin): [cout/16][cin/4][16][4]; one sdot by lane adds four byte products of a
+ *     pixel's four inputs into each of four outputs' int32 lanes, exact;
+ *   ARMv8.0 (Cortex-A57: Nano): [cout/16][cin][16]; a k-step broadcasts one input byte of each pixel (ld1r)
+ *     against the 16 outputs' weights: smull/smull2 give exact int16 products, and two k-steps share an
+ *     int16 lane (smlal) before saddw widens them into the int32 accumulators, half the widening adds of one
+ *     product per lane (the A57's second NEON pipe is what runs out). A pair stays inside int16 unless both
+ *     products are (-128)(-128): the loader's `known` rules that out (inputs >= 0, or weights within 64),
+ *     else the packing does (no weight of -128, which the converter never writes); the header holds how
+ *     many products share a lane (2, else 1). */
 #define GEMM_R 4
 #define GEMM_HEAD 64
+#ifdef MFE_ISA_DOTPROD
+#define KSTEP 4
+#else
+#define KSTEP 2
+#endif
 static int64_t o16_of(int32_t cout) { return (cout + 15) / 16; }
-static int64_t cin2_of(int32_t cin) { return (cin + 1) / 2 * 2; }
+static int64_t kpad_of(int32_t cin) { return (cin + KSTEP - 1) / KSTEP * KSTEP; }
 
 size_t mfe_gemm_packed_bytes(int32_t cout, int32_t cin) {
-    return GEMM_HEAD + (size_t)(o16_of(cout) * 16 * cin2_of(cin)) + sizeof(int32_t) * (size_t)o16_of(cout) * 16;
+    return GEMM_HEAD + (size_t)(o16_of(cout) * 16 * kpad_of(cin)) + sizeof(int32_t) * (size_t)o16_of(cout) * 16;
 }
 
 void mfe_gemm_pack(void *dst, const int8_t *w, const int32_t *bias, int32_t cout, int32_t cin, int known) {
-    const int64_t k2 = cin2_of(cin);
+    const int64_t kp = kpad_of(cin);
     int pairs = 2;
-    for (int64_t i = 0; known == MFE_GEMM_ANY && i < (int64_t)cout * cin; i++)
+    for (int64_t i = 0; KSTEP == 2 && known == MFE_GEMM_ANY && i < (int64_t)cout * cin; i++)
         if (w[i] == -128) pairs = 1;
     memset(dst, 0, mfe_gemm_packed_bytes(cout, cin));
     *(int32_t *)dst = pairs;
     int8_t *p = (int8_t *)dst + GEMM_HEAD;
-    int32_t *b = (int32_t *)(p + o16_of(cout) * 16 * k2);
+    int32_t *b = (int32_t *)(p + o16_of(cout) * 16 * kp);
     for (int32_t o = 0; o < cout; o++) {
-        for (int32_t i = 0; i < cin; i++) p[(o / 16 * k2 + i) * 16 + o % 16] = w[(size_t)o * cin + i];
+        int8_t *blk = p + o / 16 * 16 * kp;
+        for (int32_t i = 0; i < cin; i++)
+            blk[KSTEP == 4 ? (i / 4 * 16 + o % 16) * 4 + i % 4 : i * 16 + o % 16] = w[(size_t)o * cin + i];
         b[o] = bias[o];
     }
 }
 
+/* Accumulators named, not an array: gcc keeps arrays of them in memory. */
+#define NREP(M) M(0) M(1) M(2) M(3)
+#define NDECL(p) int32x4_t a##p##0 = b0, a##p##1 = b1, a##p##2 = b2, a##p##3 = b3;
+#define NOUT(p) acc[p][0] = a##p##0, acc[p][1] = a##p##1, acc[p][2] = a##p##2, acc[p][3] = a##p##3;
+#ifdef MFE_ISA_DOTPROD
+/* k-step j (0-3) of a 16-input chunk: four weight registers (4 outputs x 4 inputs each) against lane j of
+ * every pixel's chunk */
+#define DDOT(p, j) a##p##0 = vdotq_laneq_s32(a##p##0, w0, xv##p, j), a##p##1 = vdotq_laneq_s32(a##p##1, w1, xv##p, j), \
+                   a##p##2 = vdotq_laneq_s32(a##p##2, w2, xv##p, j), a##p##3 = vdotq_laneq_s32(a##p##3, w3, xv##p, j);
+#define DSTEP(j) {                                                                                              \
+        const int8x16_t w0 = vld1q_s8(w + 64 * (j)), w1 = vld1q_s8(w + 64 * (j) + 16), w2 = vld1q_s8(w + 64 * (j) + 32), \
+                        w3 = vld1q_s8(w + 64 * (j) + 48);                                                       \
+        DDOT(0, j) DDOT(1, j) DDOT(2, j) DDOT(3, j) }
+#define DLOAD(p) xv##p = vld1q_s8(x##p + k);
+
+static __attribute__((noinline)) void kloop16(int32x4_t acc[GEMM_R][4], const int8_t *const xr[GEMM_R], const int8_t *w,
+                                              const int32_t *bias, int32_t cin, int pairs) {
+    (void)pairs;
+    const int8_t *x0 = xr[0], *x1 = xr[1], *x2 = xr[2], *x3 = xr[3];
+    const int32x4_t b0 = vld1q_s32(bias), b1 = vld1q_s32(bias + 4), b2 = vld1q_s32(bias + 8), b3 = vld1q_s32(bias + 12);
+    NREP(NDECL)
+    int8x16_t xv0, xv1, xv2, xv3;
+    int32_t k = 0;
+    for (; k + 16 <= cin; k += 16, w += 256) {
+        NREP(DLOAD)
+        DSTEP(0) DSTEP(1) DSTEP(2) DSTEP(3)
+    }
+    if (k < cin) {  /* the last inputs, zero padded to a whole chunk; only its k-steps that hold inputs run */
+        int8_t t[GEMM_R][16] = {{0}};
+        for (int p = 0; p < GEMM_R; p++) memcpy(t[p], xr[p] + k, (size_t)(cin - k));
+        xv0 = vld1q_s8(t[0]), xv1 = vld1q_s8(t[1]), xv2 = vld1q_s8(t[2]), xv3 = vld1q_s8(t[3]);
+        const int32_t steps = (cin - k + 3) / 4;
+        DSTEP(0)
+        if (steps > 1) DSTEP(1)
+        if (steps > 2) DSTEP(2)
+        if (steps > 3) DSTEP(3)
+    }
+    NREP(NOUT)
+}
+#else
 /* **p++ in all 16 lanes: one ld1r that steps the pointer. gcc makes vld1q_dup_s8 in this loop an ldrsb and
  * a dup from a general register, two instructions, the second on a NEON pipe. */
 static inline int8x16_t ld1r_next(const int8_t **p) {
@@ -295,9 +346,6 @@ static inline int8x16_t ld1r_next(const int8_t **p) {
     return v;
 }
 
-/* GEMM_R pixels x 16 outputs, accumulators named (not an array: gcc keeps those in memory). */
-#define NREP(M) M(0) M(1) M(2) M(3)
-#define NDECL(p) int32x4_t a##p##0 = b0, a##p##1 = b1, a##p##2 = b2, a##p##3 = b3;
 #define NWIDEN(p, t0, t1) a##p##0 = vaddw_s16(a##p##0, vget_low_s16(t0)), a##p##1 = vaddw_high_s16(a##p##1, t0), \
                           a##p##2 = vaddw_s16(a##p##2, vget_low_s16(t1)), a##p##3 = vaddw_high_s16(a##p##3, t1);
 #define NPAIR(p) {                                                                                              \
@@ -309,7 +357,6 @@ static inline int8x16_t ld1r_next(const int8_t **p) {
         const int8x16_t xa = ld1r_next(&x##p);                                                                  \
         const int16x8_t t0 = vmull_s8(vget_low_s8(w0), vget_low_s8(xa)), t1 = vmull_high_s8(w0, xa);            \
         NWIDEN(p, t0, t1) }
-#define NOUT(p) acc[p][0] = a##p##0, acc[p][1] = a##p##1, acc[p][2] = a##p##2, acc[p][3] = a##p##3;
 
 static __attribute__((noinline)) void kloop16(int32x4_t acc[GEMM_R][4], const int8_t *const xr[GEMM_R], const int8_t *w,
                                               const int32_t *bias, int32_t cin, int pairs) {
@@ -328,6 +375,7 @@ static __attribute__((noinline)) void kloop16(int32x4_t acc[GEMM_R][4], const in
     }
     NREP(NOUT)
 }
+#endif
 
 int mfe_gemm_block_rows(int32_t cin) {  /* about 16 KB of rows, swept once per block of outputs */
     const int32_t rows = (16 << 10) / (cin > 0 ? cin : 1) / GEMM_R * GEMM_R;
@@ -339,9 +387,9 @@ void mfe_gemm_rows(int8_t *y, void *scratch, const int8_t *x, int np, int32_t ci
                    int32_t cout, const int32_t *mult, const int32_t *shift, int32_t lo, int32_t hi) {
     (void)scratch;
     const int pairs = *(const int32_t *)packed;
-    const int64_t k2 = cin2_of(cin), o16 = o16_of(cout);
+    const int64_t kp = kpad_of(cin), o16 = o16_of(cout);
     const int8_t *w = (const int8_t *)packed + GEMM_HEAD;
-    const int32_t *bias = (const int32_t *)(w + o16 * 16 * k2);
+    const int32_t *bias = (const int32_t *)(w + o16 * 16 * kp);
     const int32x4_t vlo = vdupq_n_s32(lo), vhi = vdupq_n_s32(hi);
     for (int64_t ob = 0; ob < o16; ob++) {
         const int32_t o0 = (int32_t)ob * 16, n = cout - o0 < 16 ? cout - o0 : 16;
@@ -356,7 +404,7 @@ void mfe_gemm_rows(int8_t *y, void *scratch, const int8_t *x, int np, int32_t ci
             const int8_t *xr[GEMM_R];  /* spare rows repeat the last one: computed, never stored */
             for (int p = 0; p < GEMM_R; p++) xr[p] = x + (size_t)(p0 + p < np ? p0 + p : np - 1) * cin;
             int32x4_t acc[GEMM_R][4];
-            kloop16(acc, xr, w + ob * 16 * k2, bias + o0, cin, pairs);
+            kloop16(acc, xr, w + ob * 16 * kp, bias + o0, cin, pairs);
             for (int p = 0; p < GEMM_R && p0 + p < np; p++) {
                 const int8x16_t v = vcombine_s8(mfe_rq8_apply__neon(acc[p][0], acc[p][1], &q0, vlo, vhi),
                                                 mfe_rq8_apply__neon(acc[p][2], acc[p][3], &q1, vlo, vhi));
