@@ -125,13 +125,15 @@ def _headers() -> list[str]:
     return sorted(os.path.join(d, f) for d in (CSRC, CINC, ARM) for f in os.listdir(d) if f.endswith(".h"))
 
 
-def build(tc: Toolchain, cpu: str = "cortex-a57", isa: str = "neon", cache: str = CACHE) -> dict[str, str]:
+def build(tc: Toolchain, cpu: str = "cortex-a57", isa: str = "neon", cache: str = CACHE,
+          ubsan: bool = False) -> dict[str, str]:
     """Compile the backend once per (sources, cpu, isa) into a cache folder; returns paths of
-    libmfe.so, mfrun and mftest there (rebuilt only when a source, header or flag changes)."""
-    flags = _flags(cpu, isa)
+    libmfe.so, mfrun and mftest there (rebuilt only when a source, header or flag changes). ubsan: with
+    undefined-behaviour checks that trap (no runtime library needed: the program stops at a trap instruction)."""
+    flags = _flags(cpu, isa) + (["-fsanitize=undefined", "-fsanitize-undefined-trap-on-error"] if ubsan else [])
     key = _digest(_sources() + _headers() + [os.path.join(ARM, f) for f in ("mfrun.c", "mftest.c")],
                   tc.cc, *flags)
-    out = os.path.join(cache, f"{tc.target}-{cpu}-{isa}-{key}")
+    out = os.path.join(cache, f"{tc.target}-{cpu}-{isa}{'-ubsan' * ubsan}-{key}")
     paths = {n: os.path.join(out, n) for n in ("libmfe.so", "mfrun", "mftest")}
     if all(os.path.exists(p) for p in paths.values()):
         return paths

@@ -127,20 +127,41 @@ def extra_cases(rng: np.random.Generator):
             short = rng.random() < 0.5
             mult, shift = (rng.integers(1 << 9, 1 << 11, cout), rng.integers(17, 23, cout)) if short else \
                 (rng.integers(1 << 30, 1 << 31, cout), rng.integers(36, 44, cout))
+            wt = rng.integers(-127, 128, (cout, k, k, cin)) if edge == "random" else weights(rng, (cout, k, k, cin), edge)
             b.add("conv2d", 0, cout=cout, kh=k, kw=k, stride_h=1 + (cin == 3), stride_w=1, pad_t=p, pad_l=p, pad_b=p,
-                  pad_r=p, groups=1, pad_value=int(rng.choice([0, -128, 127])), weight=weights(rng, (cout, k, k, cin), edge),
+                  pad_r=p, groups=1, pad_value=int(rng.choice([0, -128, 127])), weight=wt,
                   bias=rng.integers(-5000, 5000, cout), mult=mult, shift=shift, act_lo=int(rng.choice([-128, 0])))
             yield f"conv{cin}x{cout}k{k}{'-short' * short}-{edge}", b.build(), images(rng, 3, (h, w, cin), edge)
-    for c, stride in [(16, 1), (36, 1), (20, 2), (8, 2), (5, 1)]:  # depthwise 3x3: 8-channel steps, tails, borders
+    for cin, cmid, cout in [(24, 40, 33), (16, 16, 48)]:  # a 1x1 conv on inputs >= 0, or with narrow weights
         for edge in EDGES:
+            b = GraphBuilder((int(rng.integers(2, 6)), int(rng.integers(2, 6)), cin))
+            t = b.add("conv2d", 0, cout=cmid, kh=1, kw=1, stride_h=1, stride_w=1, pad_t=0, pad_l=0, pad_b=0, pad_r=0,
+                      groups=1, pad_value=0, weight=weights(rng, (cmid, 1, 1, cin), edge), bias=rng.integers(-500, 500, cmid),
+                      mult=rng.integers(1 << 30, 1 << 31, cmid), shift=rng.integers(36, 40, cmid), act_lo=0)
+            for src, wt in ((t, weights(rng, (cout, 1, 1, cmid), edge)), (0, rng.integers(-64, 65, (cout, 1, 1, cin)))):
+                b.add("conv2d", src, cout=cout, kh=1, kw=1, stride_h=1, stride_w=1, pad_t=0, pad_l=0, pad_b=0, pad_r=0,
+                      groups=1, pad_value=0, weight=wt, bias=rng.integers(-5000, 5000, cout),
+                      mult=rng.integers(1 << 30, 1 << 31, cout), shift=rng.integers(36, 42, cout))
+                yield f"conv-{'nonneg' if src else 'narrow'}{cin}-{edge}", b.build(), images(rng, 2, b.shape(0), edge)
+    # depthwise 3x3: 8-channel steps, tails, strides, borders, asymmetric padding; weights without -128 (the
+    # pixel kernel) but for edge min; multipliers short (int32 form), long, or mixed within a layer
+    for c, (sh, sw), pads in [(16, (1, 1), (1, 1, 1, 1)), (36, (1, 1), (1, 1, 1, 1)), (20, (2, 2), (1, 1, 1, 1)),
+                              (8, (2, 2), (1, 1, 1, 1)), (5, (1, 1), (1, 1, 1, 1)), (24, (3, 1), (0, 2, 1, 0)),
+                              (16, (1, 2), (2, 0, 0, 1))]:
+        for edge in (*EDGES, "-127"):
             h, w = int(rng.integers(2, 9)), int(rng.integers(2, 9))
-            short = rng.random() < 0.5
+            forms = str(rng.choice(["short", "long", "mixed"]))
+            short = (rng.integers(1 << 9, 1 << 11, c), rng.integers(12, 16, c))
+            mult, shift = (rng.integers(1 << 30, 1 << 31, c), rng.integers(36, 42, c)) if forms != "short" else short
+            if forms == "mixed":  # channel 0 alone could take the int32 form
+                mult[0], shift[0] = short[0][0], short[1][0]
+            wt = np.full((c, 3, 3, 1), -127) if edge == "-127" else rng.integers(-127, 128, (c, 3, 3, 1)) if edge == "random" \
+                else weights(rng, (c, 3, 3, 1), edge)
             b = GraphBuilder((h, w, c))
-            b.add("conv2d", 0, cout=c, kh=3, kw=3, stride_h=stride, stride_w=stride, pad_t=1, pad_l=1, pad_b=1, pad_r=1,
-                  groups=c, pad_value=int(rng.choice([0, -128, 127, -55])), weight=weights(rng, (c, 3, 3, 1), edge),
-                  bias=rng.integers(-5000, 5000, c), mult=rng.integers(1 << 9, 1 << 11, c) if short else rng.integers(1 << 30, 1 << 31, c),
-                  shift=rng.integers(12, 16, c) if short else rng.integers(36, 42, c), act_lo=int(rng.choice([-128, 0])))
-            yield f"dw{c}s{stride}{'-short' * short}-{edge}", b.build(), images(rng, 2, (h, w, c), edge)
+            b.add("conv2d", 0, cout=c, kh=3, kw=3, stride_h=sh, stride_w=sw, pad_t=pads[0], pad_l=pads[1], pad_b=pads[2],
+                  pad_r=pads[3], groups=c, pad_value=int(rng.choice([0, -128, 127, -55])), weight=wt,
+                  bias=rng.integers(-5000, 5000, c), mult=mult, shift=shift, act_lo=int(rng.choice([-128, 0])))
+            yield f"dw{c}s{sh}{sw}-{forms}-{edge}", b.build(), images(rng, 2, (h, w, c), "min" if edge == "-127" else edge)
     for c, stride, xs, ws in [(16, 1, 0, 0), (20, 2, 4, 7), (8, 1, 7, 3), (5, 2, 4, 4), (24, 1, 5, 5)]:
         for edge in EDGES:  # hdw's min op, in int16 lanes up to min(xshift, wshift) = 4, then int32
             h, w = int(rng.integers(2, 9)), int(rng.integers(2, 9))
@@ -207,6 +228,12 @@ def test_kernels_bit_exact(tc, built, kernel_cases, cpu, isa):
     fails = [l for l in p.stdout.splitlines() if l.startswith("FAIL")]
     assert p.returncode == 0 and not fails, "\n".join(fails[:20]) or p.stderr
     assert " 0 failed" in p.stdout.splitlines()[-1]
+
+
+def test_kernels_undefined_behaviour(tc, kernel_cases):
+    """The NEON build with undefined-behaviour checks that trap (make sanitize covers x86 builds only)."""
+    p = cross.run_qemu(tc, cross.build(tc, "cortex-a57", "neon", ubsan=True)["mftest"], [kernel_cases], "cortex-a57")
+    assert p.returncode == 0 and " 0 failed" in p.stdout.splitlines()[-1], p.stdout[-2000:] + p.stderr
 
 
 # ---- the command, the ABI-mode loader, the instruction counts ----

@@ -276,6 +276,21 @@ def test_dense_im2col_shapes(cin, k, stride):
             check(g, images(rng, 3, g.tensors[0].shape, edge), threads=1 + (h % 2))
 
 
+def test_dense_conv_past_im2col():
+    """A window of more than 64 KiB (3 x 3 x 7300 inputs) takes no im2col rows: the direct conv's taps over
+    weights packed [tap][cin][cout] (conv_tap)."""
+    from engine.builder import GraphBuilder
+    from randgraph import requant, weights
+    rng = np.random.default_rng(7300)
+    for edge in EDGES:
+        b = GraphBuilder((3, 4, 7300))
+        b.add("conv2d", 0, cout=5, kh=3, kw=3, stride_h=1, stride_w=2, pad_t=1, pad_l=0, pad_b=1, pad_r=1, groups=1,
+              pad_value=-3, weight=weights(rng, (5, 3, 3, 7300), edge), bias=rng.integers(-5000, 5000, 5),
+              **requant(rng, 5, 128 * 64 * 9 * 7300, False))
+        g = b.build()
+        check(g, images(rng, 2, g.tensors[0].shape, edge))
+
+
 def widest_cscale(rng: np.random.Generator, n: int) -> dict:
     """wht's scale at the largest sshift n allows (max_sshift), some factors at +-2^sshift."""
     from engine.ops.wht import max_sshift

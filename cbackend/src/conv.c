@@ -1,8 +1,8 @@
 /* conv2d and linear: int8 x int8 -> int32 accumulate -> requantise to int8 (or int32 logits).
- * Paths: 1x1 stride-1 (the packed GEMM over pixels, requantised in its epilogue), other dense convs (the same
- * GEMM over im2col rows where the build has one: AVX2 or VNNI), depthwise 3x3 (AVX-512 or AVX2 rows, dwrows.h:
- * accumulators in registers),
- * other depthwise (taps vectorised over channels), general direct conv. */
+ * Paths: 1x1 stride-1 (the packed GEMM over pixels, gemm.c, requantised in its epilogue), other dense convs
+ * (the same GEMM over im2col rows where the build has one: AVX2, VNNI, NEON), depthwise 3x3 (accumulators in
+ * registers: AVX-512 or AVX2 rows, dwrows.h; NEON one output pixel at a time), other depthwise (taps
+ * vectorised over channels), general direct conv. */
 #include <stdlib.h>
 #include <string.h>
 #include "arch.h"
@@ -91,25 +91,35 @@ static void dw_tap__neon(int32_t *acc, const int8_t *x, const int8_t *w, int32_t
 #define dw_tap MFE_KERNEL(dw_tap)
 
 #ifdef MFE_ISA_NEON
-/* A 3x3 depthwise output pixel from its nine input pixels (xs: a buffer of pad_value where a tap falls
- * outside), 8 channels a step with the accumulators in registers. Two taps share an int16 lane (smull,
- * smlal) before saddw widens them: exact where no weight is -128 (conv_prep.dw9), as |x w| <= 128 * 127. */
-static void dw9_pixel__neon(int8_t *y, const int8_t *const xs[9], const int8_t *w, const int32_t *bias, const int32_t *mult,
-                            const int32_t *shift, int32_t c, int mul32, int32_t lo, int32_t hi) {
-    const int32x4_t vlo = vdupq_n_s32(lo), vhi = vdupq_n_s32(hi);
+/* What dw9_pixel__neon reads besides the window: the layer's weights [tap][channel] and requantisation. */
+typedef struct {
+    const int8_t *w;
+    const int32_t *bias, *mult, *shift;  /* shift: conv_prep.rq_shift */
+    int32_t c, mul32, lo, hi;           /* mul32: every channel marked MFE_RQ_MUL32 */
+} dw9_args;
+
+/* A 3x3 depthwise output pixel from its window, 8 channels a step with the accumulators in registers. Two
+ * taps share an int16 lane (smull, smlal) before saddw widens them: exact where no weight is -128
+ * (conv_prep.dw9), as |x w| <= 128 * 127. */
+static void dw9_pixel__neon(int8_t *y, const int8_t *const win[9], const void *ctx) {
+    const dw9_args *d = ctx;
+    const int8_t *w = d->w;
+    const int32_t c = d->c;
+    const int32x4_t vlo = vdupq_n_s32(d->lo), vhi = vdupq_n_s32(d->hi);
     /* the pointers in locals: y's stores could alias the array, and gcc would reload it on every step */
-    const int8_t *x0 = xs[0], *x1 = xs[1], *x2 = xs[2], *x3 = xs[3], *x4 = xs[4], *x5 = xs[5], *x6 = xs[6], *x7 = xs[7], *x8 = xs[8];
+    const int8_t *x0 = win[0], *x1 = win[1], *x2 = win[2], *x3 = win[3], *x4 = win[4], *x5 = win[5], *x6 = win[6],
+                 *x7 = win[7], *x8 = win[8];
     int32_t o = 0;
 #define DW_X(t) vld1_s8(x##t + o)
 #define DW_W(t) vld1_s8(w + (size_t)(t) * c + o)
 #define DW_WIDEN(p) a0 = vaddw_s16(a0, vget_low_s16(p)), a1 = vaddw_high_s16(a1, p);
 #define DW_PAIR(t, u) { const int16x8_t p = vmlal_s8(vmull_s8(DW_X(t), DW_W(t)), DW_X(u), DW_W(u)); DW_WIDEN(p) }
     for (; o + 8 <= c; o += 8) {
-        int32x4_t a0 = vld1q_s32(bias + o), a1 = vld1q_s32(bias + o + 4);
+        int32x4_t a0 = vld1q_s32(d->bias + o), a1 = vld1q_s32(d->bias + o + 4);
         DW_PAIR(0, 1) DW_PAIR(2, 3) DW_PAIR(4, 5) DW_PAIR(6, 7)
         const int16x8_t p8 = vmull_s8(DW_X(8), DW_W(8));
         DW_WIDEN(p8)
-        const mfe_rq8__neon q = mfe_rq8_load__neon(mult + o, shift + o, mul32);
+        const mfe_rq8__neon q = mfe_rq8_load__neon(d->mult + o, d->shift + o, d->mul32);
         vst1_s8(y + o, mfe_rq8_apply__neon(a0, a1, &q, vlo, vhi));
     }
 #undef DW_PAIR
@@ -117,53 +127,25 @@ static void dw9_pixel__neon(int8_t *y, const int8_t *const xs[9], const int8_t *
 #undef DW_W
 #undef DW_X
     for (; o < c; o++) {
-        int32_t acc = bias[o];
-        for (int t = 0; t < 9; t++) acc += xs[t][o] * w[(size_t)t * c + o];
-        y[o] = mfe_requant(acc, mult[o], shift[o] % MFE_RQ_MUL32, lo, hi);
+        int32_t acc = d->bias[o];
+        for (int t = 0; t < 9; t++) acc += win[t][o] * w[(size_t)t * c + o];
+        y[o] = mfe_requant(acc, d->mult[o], d->shift[o] % MFE_RQ_MUL32, d->lo, d->hi);
     }
 }
 #endif
 
-/* ---- dense (groups 1) on NEON: acc[o] += sum_c x[c] * w[c][o] over one tap, weights packed HWIO at load,
- * so each input channel updates a row of outputs (an outer product; no horizontal sums) ---- */
+/* ---- dense (groups 1) without the GEMM (im2col rows past 64 KiB): acc[o] += sum_c x[c] * w[c][o] over one
+ * tap, weights packed HWIO at load so each input channel updates a row of outputs (gcc vectorises it) ---- */
 
-MFE_SCALAR_FN void conv_tap__scalar(int32_t *acc, const int8_t *x, const int8_t *w, int32_t cin, int32_t cout) {
+MFE_SCALAR_FN void conv_tap(int32_t *acc, const int8_t *x, const int8_t *w, int32_t cin, int32_t cout) {
     for (int32_t c = 0; c < cin; c++)
         for (int32_t o = 0; o < cout; o++) acc[o] += (int32_t)x[c] * w[(size_t)c * cout + o];
 }
-
-#ifdef MFE_ISA_NEON
-static void conv_tap__neon(int32_t *acc, const int8_t *x, const int8_t *w, int32_t cin, int32_t cout) {
-    int32_t o = 0;
-    for (; o + 16 <= cout; o += 16) {  /* sixteen int32 accumulators stay in registers across the channels */
-        int32x4_t a0 = vld1q_s32(acc + o), a1 = vld1q_s32(acc + o + 4), a2 = vld1q_s32(acc + o + 8), a3 = vld1q_s32(acc + o + 12);
-        for (int32_t c = 0; c < cin; c++) {
-            int8x16_t wv = vld1q_s8(w + (size_t)c * cout + o), xv = vld1q_dup_s8(x + c);
-            int16x8_t p0 = vmull_s8(vget_low_s8(wv), vget_low_s8(xv)), p1 = vmull_high_s8(wv, xv);  /* exact in int16 */
-            a0 = vaddw_s16(a0, vget_low_s16(p0)), a1 = vaddw_high_s16(a1, p0);
-            a2 = vaddw_s16(a2, vget_low_s16(p1)), a3 = vaddw_high_s16(a3, p1);
-        }
-        vst1q_s32(acc + o, a0), vst1q_s32(acc + o + 4, a1), vst1q_s32(acc + o + 8, a2), vst1q_s32(acc + o + 12, a3);
-    }
-    for (; o + 8 <= cout; o += 8) {
-        int32x4_t a0 = vld1q_s32(acc + o), a1 = vld1q_s32(acc + o + 4);
-        for (int32_t c = 0; c < cin; c++) {
-            int16x8_t p = vmull_s8(vld1_s8(w + (size_t)c * cout + o), vld1_dup_s8(x + c));
-            a0 = vaddw_s16(a0, vget_low_s16(p)), a1 = vaddw_high_s16(a1, p);
-        }
-        vst1q_s32(acc + o, a0), vst1q_s32(acc + o + 4, a1);
-    }
-    for (; o < cout; o++)
-        for (int32_t c = 0; c < cin; c++) acc[o] += (int32_t)x[c] * w[(size_t)c * cout + o];
-}
-#endif
 #ifdef MFE_ISA_SIMD
-#define MFE_CONV_PACK_DENSE 1  /* SIMD builds pack dense weights for conv_tap (x86: the scalar loop, vectorised along cout) */
+#define MFE_CONV_PACK_DENSE 1  /* SIMD builds pack dense weights for conv_tap */
 #else
 #define MFE_CONV_PACK_DENSE 0
 #endif
-
-#define conv_tap MFE_KERNEL_NEON(conv_tap)
 
 /* memcpy for the short runs of im2col rows (a 3x3 window of one channel: 3 bytes) without a call */
 static inline void copy_bytes(int8_t *dst, const int8_t *src, size_t n) {
@@ -380,19 +362,10 @@ void mfe_run_conv2d(const mfe_ctx *c, const void *in0, const void *in1, void *ou
     const int64_t rows = (int64_t)c->n * Y->h;
 #ifdef MFE_ISA_NEON
     if (prep->dw9) {
-        const int32_t *mult = nd->blob[MFE_CONV2D_B_MULT], *shift = prep->rq_shift;
-        int mul32 = 1;
-        for (int32_t o = 0; o < cout; o++) mul32 &= shift[o] >= MFE_RQ_MUL32;
-        MFE_PARALLEL_FOR(c->threads, r, rows, {
-            int8_t *pad = (int8_t *)MFE_SCRATCH(c);  /* what a tap outside the input reads */
-            memset(pad, a[MFE_CONV2D_PAD_VALUE], (size_t)cout);
-            mfe_row row = mfe_row_at(X, Y, in0, out, r);
-            for (int32_t ox = 0; ox < Y->w; ox++) {
-                const int8_t *xs[9];
-                mfe_window9(xs, X, row.x, row.oy, ox, sh, sw, pt, pl, pad);
-                dw9_pixel__neon(row.y + (size_t)ox * cout, xs, prep->dw, bias, mult, shift, cout, mul32, lo, hi);
-            }
-        });
+        dw9_args d = {prep->dw, bias, nd->blob[MFE_CONV2D_B_MULT], prep->rq_shift, cout, 1, lo, hi};
+        for (int32_t o = 0; o < cout; o++) d.mul32 &= prep->rq_shift[o] >= MFE_RQ_MUL32;
+        const mfe_win9 geo = {sh, sw, pt, pl, a[MFE_CONV2D_PAD_VALUE]};
+        MFE_PARALLEL_FOR(c->threads, r, rows, { mfe_window9_row(c, in0, out, r, geo, dw9_pixel__neon, &d); });
         return;
     }
 #endif

@@ -1,6 +1,7 @@
-/* gemm: the dense int8 products of 1x1 convolutions, y[p][o] = requant(bias[o] + sum_i x[p][i] w[o][i]),
- * for a block of pixels at a time. The fast paths (AVX-512 VNNI, else AVX2) pack the weights at load
- * time into the layout their instruction wants; builds without one report no packing and conv.c keeps its loop.
+/* gemm: the dense int8 products of 1x1 convolutions (and of other dense convs over im2col rows),
+ * y[p][o] = requant(bias[o] + sum_i x[p][i] w[o][i]), for a block of pixels at a time. The fast paths (AVX-512
+ * VNNI, else AVX2; NEON with sdot, else ARMv8.0) pack the weights at load time into the layout their
+ * instruction wants; builds without one report no packing and conv.c keeps its loop.
  * Padded input bytes meet zero weights: they add nothing. */
 #include <string.h>
 #include "arch.h"
@@ -274,11 +275,11 @@ void mfe_gemm_rows(int8_t *y, void *scratch, const int8_t *x, int np, int32_t ci
 #else
 #define KSTEP 2
 #endif
-static int64_t o16_of(int32_t cout) { return (cout + 15) / 16; }
+static int64_t blocks16_of(int32_t cout) { return (cout + 15) / 16; }  /* blocks of 16 outputs */
 static int64_t kpad_of(int32_t cin) { return (cin + KSTEP - 1) / KSTEP * KSTEP; }
 
 size_t mfe_gemm_packed_bytes(int32_t cout, int32_t cin) {
-    return GEMM_HEAD + (size_t)(o16_of(cout) * 16 * kpad_of(cin)) + sizeof(int32_t) * (size_t)o16_of(cout) * 16;
+    return GEMM_HEAD + (size_t)(blocks16_of(cout) * 16 * kpad_of(cin)) + sizeof(int32_t) * (size_t)blocks16_of(cout) * 16;
 }
 
 void mfe_gemm_pack(void *dst, const int8_t *w, const int32_t *bias, int32_t cout, int32_t cin, int known) {
@@ -289,7 +290,7 @@ void mfe_gemm_pack(void *dst, const int8_t *w, const int32_t *bias, int32_t cout
     memset(dst, 0, mfe_gemm_packed_bytes(cout, cin));
     *(int32_t *)dst = pairs;
     int8_t *p = (int8_t *)dst + GEMM_HEAD;
-    int32_t *b = (int32_t *)(p + o16_of(cout) * 16 * kp);
+    int32_t *b = (int32_t *)(p + blocks16_of(cout) * 16 * kp);
     for (int32_t o = 0; o < cout; o++) {
         int8_t *blk = p + o / 16 * 16 * kp;
         for (int32_t i = 0; i < cin; i++)
@@ -353,7 +354,7 @@ static inline int8x16_t ld1r_next(const int8_t **p) {
         const int16x8_t t0 = vmlal_s8(vmull_s8(vget_low_s8(w0), vget_low_s8(xa)), vget_low_s8(w1), vget_low_s8(xb)); \
         const int16x8_t t1 = vmlal_high_s8(vmull_high_s8(w0, xa), w1, xb);                                       \
         NWIDEN(p, t0, t1) }
-#define NONE(p) {                                                                                               \
+#define NSINGLE(p) {                                                                                               \
         const int8x16_t xa = ld1r_next(&x##p);                                                                  \
         const int16x8_t t0 = vmull_s8(vget_low_s8(w0), vget_low_s8(xa)), t1 = vmull_high_s8(w0, xa);            \
         NWIDEN(p, t0, t1) }
@@ -371,11 +372,20 @@ static __attribute__((noinline)) void kloop16(int32x4_t acc[GEMM_R][4], const in
         }
     for (; k < cin; k++, w += 16) {
         const int8x16_t w0 = vld1q_s8(w);
-        NREP(NONE)
+        NREP(NSINGLE)
     }
     NREP(NOUT)
 }
 #endif
+#undef NREP
+#undef NDECL
+#undef NOUT
+#undef DDOT
+#undef DSTEP
+#undef DLOAD
+#undef NWIDEN
+#undef NPAIR
+#undef NSINGLE
 
 int mfe_gemm_block_rows(int32_t cin) {  /* about 16 KB of rows, swept once per block of outputs */
     const int32_t rows = (16 << 10) / (cin > 0 ? cin : 1) / GEMM_R * GEMM_R;
@@ -387,11 +397,11 @@ void mfe_gemm_rows(int8_t *y, void *scratch, const int8_t *x, int np, int32_t ci
                    int32_t cout, const int32_t *mult, const int32_t *shift, int32_t lo, int32_t hi) {
     (void)scratch;
     const int pairs = *(const int32_t *)packed;
-    const int64_t kp = kpad_of(cin), o16 = o16_of(cout);
+    const int64_t kp = kpad_of(cin), blocks = blocks16_of(cout);
     const int8_t *w = (const int8_t *)packed + GEMM_HEAD;
-    const int32_t *bias = (const int32_t *)(w + o16 * 16 * kp);
+    const int32_t *bias = (const int32_t *)(w + blocks * 16 * kp);
     const int32x4_t vlo = vdupq_n_s32(lo), vhi = vdupq_n_s32(hi);
-    for (int64_t ob = 0; ob < o16; ob++) {
+    for (int64_t ob = 0; ob < blocks; ob++) {
         const int32_t o0 = (int32_t)ob * 16, n = cout - o0 < 16 ? cout - o0 : 16;
         int32_t m[16] = {0}, s[16] = {0};  /* this block's requantisation, zero past cout */
         int mul32 = 1;

@@ -59,29 +59,38 @@ static void hdw_tap__neon(int32_t *acc, const int8_t *x, const int32_t *w, int32
 #define hdw_tap MFE_KERNEL(hdw_tap)
 
 /* NEON, the min op in int16 lanes: |op| <= 128 << min(xs, ws), so nine taps (and the xor's -1s below) fit
- * int16 for min(xs, ws) <= 4, and x << xs does for xs <= 7. */
+ * int16 for min(xs, ws) <= 4; x << xs and |w| << ws (both shifts <= 7) do too. */
 static int hdw_i16(const mfe_node *nd) {
 #ifdef MFE_ISA_NEON
     const int32_t xs = nd->a[MFE_HDW_XSHIFT], ws = nd->a[MFE_HDW_WSHIFT];
-    return !nd->a[MFE_HDW_OP] && xs <= 7 && (xs < ws ? xs : ws) <= 4;
+    return !nd->a[MFE_HDW_OP] && (xs < ws ? xs : ws) <= 4;
 #else
     (void)nd;
     return 0;
 #endif
 }
 
-#ifdef MFE_ISA_NEON
-/* What hdw_pixel__neon reads, prepared at load: per tap and channel a = min(|w| << ws, 2^15 - 1) (x << xs
- * never reaches it), -a, and m = -(w < 0); per channel bias + the number of negative taps. */
-typedef struct { const int32_t *bias; const int16_t *a, *na, *m; } hdw16;
+typedef struct {  /* one allocation (the loader frees prep with free()) */
+    int32_t *w;  /* 9 x C: the weights widened and shifted once, for taps that load int32 lanes */
+    /* hdw_i16 (hdw_pixel__neon): per tap and channel a = |w| << ws, -a and m = -(w < 0); per channel the bias
+     * plus the number of negative taps; and the rest of what the pixels read */
+    int32_t *bias;
+    int16_t *a, *na, *m;
+    const int32_t *mult, *shift;
+    int32_t c, xshift, lo, hi;
+    int32_t data[];
+} hdw_prep;
 
-/* One output pixel from its nine input pixels (xs: zeros where a tap falls outside), 8 channels a step:
- * sign(w) clamp(x << xs, -a, a) as clamp(...) ^ m, which is -v - 1 where w < 0; the bias holds the 1s back. */
-static void hdw_pixel__neon(int8_t *y, const int8_t *const xs[9], const hdw16 *t, int32_t c, int32_t xshift,
-                            const int32_t *mult, const int32_t *shift, int32_t lo, int32_t hi) {
-    const int32x4_t vlo = vdupq_n_s32(lo), vhi = vdupq_n_s32(hi);
-    const int16x8_t sh = vdupq_n_s16((int16_t)xshift);
-    const int8_t *x0 = xs[0], *x1 = xs[1], *x2 = xs[2], *x3 = xs[3], *x4 = xs[4], *x5 = xs[5], *x6 = xs[6], *x7 = xs[7], *x8 = xs[8];
+#ifdef MFE_ISA_NEON
+/* One output pixel from its window (zeros where it leaves the input), 8 channels a step: sign(w) clamp(x << xs,
+ * -a, a) as clamp(...) ^ m, which is -v - 1 where w < 0; the bias holds the 1s back. */
+static void hdw_pixel__neon(int8_t *y, const int8_t *const win[9], const void *ctx) {
+    const hdw_prep *t = ctx;
+    const int32_t c = t->c;
+    const int32x4_t vlo = vdupq_n_s32(t->lo), vhi = vdupq_n_s32(t->hi);
+    const int16x8_t sh = vdupq_n_s16((int16_t)t->xshift);
+    const int8_t *x0 = win[0], *x1 = win[1], *x2 = win[2], *x3 = win[3], *x4 = win[4], *x5 = win[5], *x6 = win[6],
+                 *x7 = win[7], *x8 = win[8];
     int32_t o = 0;
 #define HDW_TAP(k) {                                                                                          \
         const size_t at = (size_t)(k) * c + o;                                                               \
@@ -91,7 +100,7 @@ static void hdw_pixel__neon(int8_t *y, const int8_t *const xs[9], const hdw16 *t
     for (; o + 8 <= c; o += 8) {
         int16x8_t acc = vdupq_n_s16(0);
         HDW_TAP(0) HDW_TAP(1) HDW_TAP(2) HDW_TAP(3) HDW_TAP(4) HDW_TAP(5) HDW_TAP(6) HDW_TAP(7) HDW_TAP(8)
-        const mfe_rq8__neon q = mfe_rq8_load__neon(mult + o, shift + o, 0);
+        const mfe_rq8__neon q = mfe_rq8_load__neon(t->mult + o, t->shift + o, 0);
         vst1_s8(y + o, mfe_rq8_apply__neon(vaddw_s16(vld1q_s32(t->bias + o), vget_low_s16(acc)),
                                            vaddw_high_s16(vld1q_s32(t->bias + o + 4), acc), &q, vlo, vhi));
     }
@@ -99,10 +108,10 @@ static void hdw_pixel__neon(int8_t *y, const int8_t *const xs[9], const hdw16 *t
     for (; o < c; o++) {
         int32_t acc = t->bias[o];
         for (int k = 0; k < 9; k++) {
-            const int32_t v = (int32_t)xs[k][o] << xshift, a = t->a[(size_t)k * c + o];
+            const int32_t v = (int32_t)((uint32_t)(int32_t)win[k][o] << t->xshift), a = t->a[(size_t)k * c + o];
             acc += (v < -a ? -a : v > a ? a : v) ^ t->m[(size_t)k * c + o];
         }
-        y[o] = mfe_requant(acc, mult[o], shift[o], lo, hi);
+        y[o] = mfe_requant(acc, t->mult[o], t->shift[o], t->lo, t->hi);
     }
 }
 #endif
@@ -128,21 +137,22 @@ int mfe_prepare_hdw(const mfe_model *m, mfe_node *nd, char *err, size_t errlen) 
         int64_t bound = 9 * ((128LL << nd->a[MFE_HDW_XSHIFT]) + (128LL << nd->a[MFE_HDW_WSHIFT])) + mfe_abs64(bias[i]);
         MFE_CHECK(bound <= INT32_MAX, "int32 accumulator of channel %d could wrap", i);
     }
-    /* the weights widened and shifted once (taps load int32 lanes); for hdw_i16 then hdw16's tables */
     const int i16 = hdw_i16(nd);
-    int32_t *w = malloc((sizeof(int32_t) * 9 + (i16 ? sizeof(int32_t) + 27 * sizeof(int16_t) : 0)) * (size_t)c);
-    if (!w) MFE_FAIL(MFE_ENOMEM, "out of memory");
+    hdw_prep *p = malloc(sizeof *p + (sizeof(int32_t) * 9 + (i16 ? sizeof(int32_t) + 27 * sizeof(int16_t) : 0)) * (size_t)c);
+    if (!p) MFE_FAIL(MFE_ENOMEM, "out of memory");
+    nd->prep = p;
+    *p = (hdw_prep){p->data, NULL, NULL, NULL, NULL, nd->blob[MFE_HDW_B_MULT], nd->blob[MFE_HDW_B_SHIFT], c,
+                    nd->a[MFE_HDW_XSHIFT], nd->a[MFE_HDW_ACT_LO], nd->a[MFE_HDW_ACT_HI]};
     const int8_t *src = nd->blob[MFE_HDW_B_WEIGHT];
-    for (int32_t i = 0; i < 9 * c; i++) w[i] = (int32_t)((uint32_t)(int32_t)src[i] << nd->a[MFE_HDW_WSHIFT]);
-    nd->prep = w;
+    const int32_t ws = nd->a[MFE_HDW_WSHIFT];
+    for (int32_t i = 0; i < 9 * c; i++) p->w[i] = (int32_t)((uint32_t)(int32_t)src[i] << ws);
     if (i16) {
-        int32_t *b = w + 9 * (size_t)c;
-        int16_t *a = (int16_t *)(b + c), *na = a + 9 * (size_t)c, *neg = na + 9 * (size_t)c;
-        for (int32_t i = 0; i < c; i++) b[i] = bias[i];
+        p->bias = p->w + 9 * (size_t)c;
+        p->a = (int16_t *)(p->bias + c), p->na = p->a + 9 * (size_t)c, p->m = p->na + 9 * (size_t)c;
+        for (int32_t i = 0; i < c; i++) p->bias[i] = bias[i];
         for (int32_t i = 0; i < 9 * c; i++) {
-            const int64_t mag = mfe_abs64(src[i]) << nd->a[MFE_HDW_WSHIFT];
-            a[i] = (int16_t)(mag < INT16_MAX ? mag : INT16_MAX), na[i] = (int16_t)-a[i], neg[i] = (int16_t)-(src[i] < 0);
-            b[i % c] -= neg[i];
+            p->a[i] = (int16_t)(mfe_abs64(src[i]) << ws), p->na[i] = (int16_t)-p->a[i], p->m[i] = (int16_t)-(src[i] < 0);
+            p->bias[i % c] -= p->m[i];
         }
     }
     nd->scratch = sizeof(int32_t) * (size_t)c;
@@ -155,7 +165,8 @@ void mfe_run_hdw(const mfe_ctx *c, const void *in0, const void *in1, void *out) 
     const mfe_tensor *X = c->x, *Y = c->y;
     const int32_t C = X->c, s = nd->a[MFE_HDW_STRIDE], xs = nd->a[MFE_HDW_XSHIFT], ef = nd->a[MFE_HDW_OP];
     const int32_t lo = nd->a[MFE_HDW_ACT_LO], hi = nd->a[MFE_HDW_ACT_HI];
-    const int32_t *w = nd->prep, *bias = nd->blob[MFE_HDW_B_BIAS];
+    const hdw_prep *p = nd->prep;
+    const int32_t *w = p->w, *bias = nd->blob[MFE_HDW_B_BIAS];
     const int32_t *mult = nd->blob[MFE_HDW_B_MULT], *shift = nd->blob[MFE_HDW_B_SHIFT];
     const int64_t rows = (int64_t)c->n * Y->h;
 #if MFE_DW_ROWS
@@ -169,19 +180,9 @@ void mfe_run_hdw(const mfe_ctx *c, const void *in0, const void *in1, void *out) 
     }
 #endif
 #ifdef MFE_ISA_NEON
-    if (hdw_i16(nd)) {
-        const int16_t *a16 = (const int16_t *)(w + 10 * (size_t)C);
-        const hdw16 t = {w + 9 * (size_t)C, a16, a16 + 9 * (size_t)C, a16 + 18 * (size_t)C};
-        MFE_PARALLEL_FOR(c->threads, r, rows, {
-            int8_t *zero = (int8_t *)MFE_SCRATCH(c);  /* what a tap outside the input reads */
-            memset(zero, 0, (size_t)C);
-            mfe_row row = mfe_row_at(X, Y, in0, out, r);
-            for (int32_t ox = 0; ox < Y->w; ox++) {
-                const int8_t *xp[9];
-                mfe_window9(xp, X, row.x, row.oy, ox, s, s, 1, 1, zero);
-                hdw_pixel__neon(row.y + (size_t)ox * C, xp, &t, C, xs, mult, shift, lo, hi);
-            }
-        });
+    if (p->bias) {  /* hdw_i16 */
+        const mfe_win9 geo = {s, s, 1, 1, 0};
+        MFE_PARALLEL_FOR(c->threads, r, rows, { mfe_window9_row(c, in0, out, r, geo, hdw_pixel__neon, p); });
         return;
     }
 #endif

@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 #include "mfe.h"
 #include "mfe_ops.h"
 
@@ -66,16 +67,6 @@ static inline mfe_row mfe_row_at(const mfe_tensor *X, const mfe_tensor *Y, const
     return row;
 }
 
-/* The nine input pixels of the 3x3 window of output (oy, ox) in image img (strides sh, sw; padding pt, pl
- * at the top and left): `pad` where the window leaves the input. */
-static inline void mfe_window9(const int8_t *xs[9], const mfe_tensor *X, const int8_t *img, int32_t oy, int32_t ox,
-                               int32_t sh, int32_t sw, int32_t pt, int32_t pl, const int8_t *pad) {
-    for (int32_t k = 0; k < 9; k++) {
-        const int32_t iy = oy * sh - pt + k / 3, ix = ox * sw - pl + k % 3;
-        xs[k] = iy < 0 || iy >= X->h || ix < 0 || ix >= X->w ? pad : img + ((size_t)iy * X->w + ix) * X->c;
-    }
-}
-
 /* for (int64_t var = 0; var < n; var++) { body }, split statically over `threads` OpenMP threads; one thread
  * runs the loop inline: an OpenMP parallel region costs ~0.4 us even with one thread (~25 us per mbv2 pass). */
 #define MFE_PARALLEL_FOR(threads, var, n, ...)                                                        \
@@ -90,6 +81,28 @@ static inline void mfe_window9(const int8_t *xs[9], const mfe_tensor *X, const i
 
 /* This thread's slice of the per-thread scratch. */
 #define MFE_SCRATCH(c) ((c)->scratch + (size_t)mfe_thread() * (c)->m->scratch_per_thread)
+
+/* Output row r of a 3x3 window op (strides sh, sw; padding pt at the top, pl at the left), one output pixel at a
+ * time: `pixel` gets its output and its window's nine input pixels, this thread's scratch filled with pad_value
+ * (C bytes) where the window leaves the input. */
+typedef struct { int32_t sh, sw, pt, pl, pad_value; } mfe_win9;
+typedef void (*mfe_pixel9_fn)(int8_t *y, const int8_t *const win[9], const void *ctx);
+
+static inline void mfe_window9_row(const mfe_ctx *c, const void *in, void *out, int64_t r, mfe_win9 g, mfe_pixel9_fn pixel,
+                                   const void *ctx) {
+    const mfe_tensor *X = c->x, *Y = c->y;
+    int8_t *pad = (int8_t *)MFE_SCRATCH(c);
+    memset(pad, g.pad_value, (size_t)X->c);
+    const mfe_row row = mfe_row_at(X, Y, in, out, r);
+    for (int32_t ox = 0; ox < Y->w; ox++) {
+        const int8_t *win[9];
+        for (int32_t k = 0; k < 9; k++) {
+            const int32_t iy = row.oy * g.sh - g.pt + k / 3, ix = ox * g.sw - g.pl + k % 3;
+            win[k] = iy < 0 || iy >= X->h || ix < 0 || ix >= X->w ? pad : row.x + ((size_t)iy * X->w + ix) * X->c;
+        }
+        pixel(row.y + (size_t)ox * Y->c, win, ctx);
+    }
+}
 
 #define MFE_FAIL(code, ...) do { snprintf(err, errlen, __VA_ARGS__); return (code); } while (0)
 #define MFE_CHECK(cond, ...) do { if (!(cond)) MFE_FAIL(MFE_EFORMAT, __VA_ARGS__); } while (0)
@@ -125,14 +138,14 @@ MFE_DECLARE(requantize)
 MFE_DECLARE(avgpool)
 MFE_DECLARE(affine)
 
-/* gemm.c: packed dense products for 1x1 convolutions, requantised to int8; mfe_gemm_packed_bytes() is 0
+/* gemm.c: packed dense products for 1x1 convolutions (and im2col rows), requantised to int8; mfe_gemm_packed_bytes() is 0
  * where this build has no fast path. mfe_gemm_rows takes np <= mfe_gemm_block_rows(cin) pixels and needs
  * mfe_gemm_scratch_bytes(cin) of 64-byte-aligned scratch; its shifts may carry MFE_RQ_MUL32 (below). */
 int mfe_gemm_block_rows(int32_t cin);
 size_t mfe_gemm_packed_bytes(int32_t cout, int32_t cin);
 size_t mfe_gemm_scratch_bytes(int32_t cin);
-/* What the loader knows that lets a build use a faster exact byte product (AVX2 vpmaddubsw, which saturates
- * pair sums of unsigned by signed bytes at int16): */
+/* What the loader knows that lets a build use a faster exact byte product whose pair sums must fit int16
+ * (AVX2 vpmaddubsw saturates them; NEON's smull + smlal pairs would wrap): */
 enum {
     MFE_GEMM_ANY = 0,        /* nothing: any int8 input, any int8 weight */
     MFE_GEMM_X_NONNEG = 1,   /* every input byte lies in [0, 127] */
@@ -144,7 +157,8 @@ void mfe_gemm_rows(int8_t *y, void *scratch, const int8_t *x, int np, int32_t ci
 
 /* A shift at or above this in a kernel's prepared shift table (conv.c's rq_shift) is shift + MFE_RQ_MUL32 where
  * the loader proved acc * mult + 2^(shift-1) inside int32 for every accumulator the channel can hold, so
- * the SIMD requantisation may run in int32 (x86.h); mfe_rq*_load strip it. Blob shifts stay below it. */
+ * the SIMD requantisation may run in int32 (x86.h mfe_rq8, neon.h mfe_rq8__neon); their loads strip it. Blob
+ * shifts stay below it. */
 #define MFE_RQ_MUL32 64
 
 /* Shared checks used by several prepare functions. */
