@@ -261,15 +261,16 @@ Copy this folder to the board (Jetson Nano: Cortex-A57, JetPack 4; Jetson Orin: 
     gcc app.c -I include -L . -lmfe -o app && LD_LIBRARY_PATH=. ./app
 
 3. The Python engine on the board (Python >= 3.11 with numpy, cffi and click): copy the repository's
-   engine/ package and cli.py, then put libmfe.so and _mfe_native.py (a cffi ABI-mode loader: no
-   compiler, no Python headers) into that engine/ folder:
-    cp libmfe.so _mfe_native.py ~/mfe-src/engine/ && python cli.py run --input sample.npy --json
-   (or set MFE_LIB=/path/to/libmfe.so). It reports isa "{isa_name}".
+   engine/ package and cli.py (run and inspect need nothing else), then put libmfe.so and _mfe_native.py
+   (a cffi ABI-mode loader: no compiler, no Python headers) into that engine/ folder:
+    cp libmfe.so _mfe_native.py ~/mfe-src/engine/
+    python ~/mfe-src/cli.py run default.mfe --input sample.npy --json      # in this folder
+   (or set MFE_LIB=/path/to/libmfe.so). It reports isa "{isa_name}" and the logits_sha256 above.
 
 4. The GPU (CUDA backend): build it on the board, in a checkout of the repository, with JetPack's own
    nvcc (JetPack 4: CUDA 10.2; the sources keep to C++14 and what sm_53 has):
     export PATH=/usr/local/cuda/bin:$PATH && make cuda CUDA_ARCH=sm_53    # Nano; Orin: CUDA_ARCH=sm_87
-    python cli.py run --backend cuda --input sample.npy --json
+    python cli.py run ~/mfe/default.mfe --backend cuda --input ~/mfe/sample.npy --json
    It prints the same logits_sha256 as the C backend (build/cuda/libmfe_cuda.so; README "CUDA backend").
 
 Files: mfrun, libmfe.so, _mfe_native.py, include/mfe.h, default.mfe (the zoo model),
@@ -279,9 +280,10 @@ Smoke test: {smoke}
 
 
 def cross_compile(out_dir: str, target: str = "aarch64", cpu: str = "cortex-a57", isa: str = "neon",
-                  smoke: bool = True, model: str | None = None) -> dict:
+                  smoke: bool = True, model: str | None = None, progress=lambda msg: None) -> dict:
     """Build into out_dir what the board needs: libmfe.so + the ABI-mode loader, the static mfrun, a
-    README, the model and sample images; run mfrun once under qemu when qemu is installed."""
+    README, the model and sample images; run mfrun once under qemu when qemu is installed. progress(msg)
+    hears of each long step."""
     tc = toolchain(target)
     check_cpu(cpu)
     model = model or DEFAULT_MODEL
@@ -289,6 +291,7 @@ def cross_compile(out_dir: str, target: str = "aarch64", cpu: str = "cortex-a57"
         raise CrossError(f"no model file {model}")
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise CrossError(f"{out_dir} exists and is not a folder")
+    progress(f"compiling the C backend for {target} ({cpu}, {isa} kernels; cached after the first build)")
     built = build(tc, cpu, isa)
     _mkdir(os.path.join(out_dir, "include"))
     for name in ("libmfe.so", "mfrun"):
@@ -303,6 +306,7 @@ def cross_compile(out_dir: str, target: str = "aarch64", cpu: str = "cortex-a57"
               "cflags": [f for f in _flags(cpu, isa) if not f.startswith("-I")],
               "libmfe_glibc": glibc_needed(tc, built["libmfe.so"])}
     if smoke and tc.qemu:
+        progress("smoke test: mfrun under qemu-aarch64 on the sample images")
         report["smoke"] = smoke_test(tc, os.path.join(out_dir, "mfrun"), os.path.join(out_dir, os.path.basename(model)),
                                      npy, cpu)
         s = report["smoke"]

@@ -38,7 +38,7 @@ def cross_compile(target: str, cpu: str, out_dir: str, scalar: bool, no_smoke: b
     from engine import cross
     try:
         rep = cross.cross_compile(out_dir, target=target, cpu=cpu, isa="scalar" if scalar else "neon",
-                                  smoke=not no_smoke)
+                                  smoke=not no_smoke, progress=lambda msg: click.echo(msg + " ...", err=True))
     except cross.CrossError as e:
         raise click.ClickException(str(e)) from None
     if as_json:

@@ -46,6 +46,24 @@ def test_run_on_npy_and_dataset(tmp_path):
     assert ds["n"] == 50 and 0 <= ds["accuracy"] <= 1
 
 
+def test_engine_and_cli_alone(tmp_path):
+    """What the cross-compile README has a board copy: engine/ and cli.py, no other package. run and inspect
+    work there and agree with the full checkout; the commands of absent packages are not listed."""
+    import shutil
+    shutil.copytree(os.path.join(ROOT, "engine"), tmp_path / "engine")
+    shutil.copy(os.path.join(ROOT, "cli.py"), tmp_path)
+    x = np.load(os.path.join(ROOT, "zoo", "fashion-mnist-sample.npz"))["images"][:7]
+    np.save(tmp_path / "x.npy", x)
+    model = os.path.join(ROOT, "zoo", "default.mfe")
+    alone = lambda *a: subprocess.run([sys.executable, "cli.py", *a], capture_output=True, text=True, cwd=tmp_path)
+    p = alone("run", model, "--input", "x.npy", "--json")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["logits_sha256"] == json.loads(cli("run", "--input", str(tmp_path / "x.npy"), "--json").stdout)["logits_sha256"]
+    assert alone("inspect", model).returncode == 0
+    commands = alone("--help").stdout.split("Commands:")[1]
+    assert "run" in commands and "cross-compile" in commands and "train" not in commands and "convert" not in commands
+
+
 def test_inspect_counts():
     rep = json.loads(cli("inspect", os.path.join(ROOT, "zoo", "every-op.mfe"), "--json").stdout)
     ops = {r["op"] for r in rep["layers"]}
