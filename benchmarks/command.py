@@ -59,9 +59,13 @@ def bench(as_json: bool, quick: bool, threads: int, plot_dir: str | None, only: 
     """
     from .common import BenchError
     try:
+        if plot_dir:  # before minutes of measuring: the folder, and matplotlib
+            from engine.climain import writable
+            writable(plot_dir, folder=True)
+            from . import plots
+            plots.check()
         result = measure(quick, threads, set(only or PARTS), arm, cpu_time=cpu_time)
         if plot_dir:
-            from . import plots
             result["plots"] = plots.write(result, plot_dir)
     except BenchError as e:
         raise click.ClickException(str(e)) from None

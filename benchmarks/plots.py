@@ -17,6 +17,11 @@ def _plt():
     return plt
 
 
+def check() -> None:
+    """Fail now where matplotlib is missing: before a long bench run, not after it."""
+    _plt()
+
+
 def _save(plt, fig, path: str) -> str:
     fig.tight_layout()
     fig.savefig(path, dpi=110)

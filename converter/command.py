@@ -8,6 +8,7 @@ import sys
 import click
 import numpy as np
 
+from engine.climain import writable
 from engine.dataspec import load_spec
 
 
@@ -73,6 +74,9 @@ def convert(checkpoint: str, output: str, calib: str, eval_spec: str | None, mul
     """
     if layer_errors and not eval_spec:
         raise click.UsageError("--layer-errors needs --eval (the images to measure on)")
+    if os.path.exists(output) and os.path.samefile(output, checkpoint):
+        raise click.ClickException(f"-o {output} would overwrite the checkpoint it converts")
+    writable(output)
     from converter import ConvertError
     from converter import convert as run_convert
     from converter import load_source
@@ -81,22 +85,23 @@ def convert(checkpoint: str, output: str, calib: str, eval_spec: str | None, mul
     try:
         model, info = load_source(checkpoint)
         norm = info.get("normalization") or {"mean": [0.2860], "std": [0.3530]}
+        evaluation = load_spec(eval_spec) if eval_spec else None  # a bad spec fails before the calibration
         images, _ = load_spec(calib, default_split="train")
         with _bar(len(images), "calibrating", as_json) as bar:
             graph = run_convert(model, images, norm["mean"], norm["std"], mulfree=mulfree, reduce_range=reduce_range,
                                 percentile=percentile,
                                 meta={"source": os.path.basename(checkpoint), "arch": info.get("arch")},
                                 progress=bar.update)
-        fmt.save(graph, output)
         result = {"model": output, "source": checkpoint, "mulfree": mulfree, "reduce_range": reduce_range,
                   **report(graph)}
         result.update({k: result["totals"][k] for k in ("params", "multiplies", "adds")})
-        if eval_spec:
-            images, labels = load_spec(eval_spec)
+        if evaluation:
+            images, labels = evaluation
             result.update(evaluate(model, graph, images, labels, norm["mean"], norm["std"], threads, as_json))
             if layer_errors:
                 from converter.diagnose import layer_errors as diagnose
                 result["layer_errors"] = diagnose(model, graph, images[:layer_errors], norm["mean"], norm["std"])
+        fmt.save(graph, output)  # last: a failing command leaves no model behind
     except (ConvertError, ValueError, FileNotFoundError) as e:
         raise click.ClickException(str(e).splitlines()[0]) from None
     if as_json:

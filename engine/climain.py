@@ -1,9 +1,27 @@
 """One way to run a click command as a program: one-line `error: ...` and exit 1, tracebacks only with --debug."""
 from __future__ import annotations
 
+import os
 import sys
 
 import click
+
+
+def writable(path: str, folder: bool = False) -> None:
+    """Fail before any long work, with a one-line error, where `path` (a file, or with folder=True a folder)
+    cannot be written; missing folders are made, as the commands would make them at the end."""
+    where = os.path.abspath(path) if folder else os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(where, exist_ok=True)
+    except OSError as e:
+        raise click.ClickException(f"cannot write {path}: {e.strerror or e}") from None
+    if not folder and os.path.isdir(path):
+        raise click.ClickException(f"cannot write {path}: it is a folder")
+    if not os.access(where, os.W_OK) or (not folder and os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise click.ClickException(f"cannot write {path}: not writable (permissions or a read-only file system)")
+
+
+NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2; 8.1 exits 0 with the help itself
 
 
 def standalone(command: click.Command, argv: list[str] | None = None, prog_name: str | None = None) -> int:
@@ -16,6 +34,9 @@ def standalone(command: click.Command, argv: list[str] | None = None, prog_name:
     except click.exceptions.Abort:
         click.echo("error: aborted", err=True)
         return 1
+    except NO_ARGS_IS_HELP as e:  # the bare program: its help, not an error
+        click.echo(e.format_message())
+        return 0
     except click.ClickException as e:
         click.echo(f"error: {e.format_message()}", err=True)
         return 1

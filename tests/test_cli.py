@@ -90,6 +90,29 @@ def test_errors_are_one_line(args, words):
     assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], p.stderr
 
 
+def test_output_problems_fail_before_the_work(tmp_path):
+    """convert, train and bench --plot check where they will write (and convert its --eval spec) before
+    calibrating, training or measuring; a failing convert leaves no model behind."""
+    (tmp_path / "file").write_text("")
+    blocked = str(tmp_path / "file" / "m.mfe")  # a folder that cannot be made: a file is in the way
+    ckpt = os.path.join(ROOT, "zoo", "fmnist-mbv2.pt")
+    cases = [(("convert", ckpt, "-o", blocked), "cannot write"),
+             (("convert", ckpt, "-o", ckpt), "would overwrite the checkpoint"),
+             (("convert", ckpt, "-o", str(tmp_path / "e.mfe"), "--eval", "cifar10:/nowhere"), "not found"),
+             (("train", "--arch", "resnet20", "--epochs", "1", "-o", blocked), "cannot write"),
+             (("bench", "--only", "seed", "--quick", "--plot", blocked), "cannot write")]
+    for args, words in cases:
+        p = cli(*args, ok=False)
+        lines = p.stderr.strip().splitlines()  # the error alone: no progress of work begun
+        assert p.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], (args, p.stderr)
+    assert not (tmp_path / "e.mfe").exists()
+
+
+def test_bare_program_prints_its_help():
+    p = cli()
+    assert p.returncode == 0 and p.stdout.startswith("Usage:") and "Commands:" in p.stdout and not p.stderr
+
+
 def test_wrong_input_shape(tmp_path):
     np.save(tmp_path / "bad.npy", np.zeros((2, 32, 32, 3), np.uint8))
     p = cli("run", "--input", str(tmp_path / "bad.npy"), ok=False)

@@ -122,6 +122,8 @@ def train(arch, dataset, data_dir, epochs, output, device, seed, resume, width, 
             config[key] = json.loads(value)
         except json.JSONDecodeError:
             config[key] = value
+    from engine.climain import writable
+    writable(output)  # before the first epoch, not at its end
     from .trainer import UserError, run
     try:
         summary = run(arch=arch, dataset=dataset, epochs=epochs, output=output, device=device,
