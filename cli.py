@@ -118,9 +118,8 @@ def run(model: str | None, input_path: str | None, dataset: str | None, backend:
     except (engine.InputError, engine.BackendError) as e:
         fail(str(e))
     outs, times = [], []
-    show = not as_json and len(u8) > batch
-    with click.progressbar(range(0, len(u8), batch), label="running", file=sys.stderr) if show else \
-            _plain(range(0, len(u8), batch)) as starts:
+    from engine.climain import progressbar
+    with progressbar("running", range(0, len(u8), batch), show=len(u8) > batch) as starts:
         for s in starts:
             t0 = time.perf_counter()
             outs.append(m.run(u8[s:s + batch], backend=backend, threads=threads))
@@ -146,18 +145,6 @@ def run(model: str | None, input_path: str | None, dataset: str | None, backend:
     click.echo(f"latency   {med:.3f} ms per batch (median), {result['latency_ms']['per_image']:.4f} ms per image")
     click.echo(f"logits    sha256 {result['logits_sha256']}")
     click.echo("predicted " + " ".join(map(str, preds[:20].tolist())) + (" ..." if len(preds) > 20 else ""))
-
-
-class _plain:
-    """A no-op stand-in for click.progressbar's context manager."""
-    def __init__(self, it):
-        self.it = it
-
-    def __enter__(self):
-        return self.it
-
-    def __exit__(self, *exc):
-        return False
 
 
 @cli.command()

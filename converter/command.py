@@ -3,31 +3,15 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 import click
 import numpy as np
 
-from engine.climain import writable
+from engine.climain import progressbar, writable
 from engine.dataspec import load_spec
 
 
-def _bar(total: int, label: str, quiet: bool):
-    return click.progressbar(length=total, label=label, file=sys.stderr) if not quiet else _NoBar()
-
-
-class _NoBar:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def update(self, n: int) -> None:
-        pass
-
-
-def evaluate(model, graph, images: np.ndarray, labels: np.ndarray, mean, std, threads: int, quiet: bool) -> dict:
+def evaluate(model, graph, images: np.ndarray, labels: np.ndarray, mean, std, threads: int) -> dict:
     """Float and integer top-1 on the same images, and how often their top-1 agree."""
     import torch
 
@@ -36,7 +20,7 @@ def evaluate(model, graph, images: np.ndarray, labels: np.ndarray, mean, std, th
     m = engine.from_graph(graph)
     bs = float_batch_size(model, 256)
     fpred, ipred = [], []
-    with _bar(len(images), "evaluating", quiet) as bar, torch.no_grad():
+    with progressbar("evaluating", length=len(images)) as bar, torch.no_grad():
         for i, x in enumerate(float_batches(images, mean, std, bs)):
             fpred.append(model(x).argmax(1).numpy())
             ipred.append(m.run(images[i * bs:(i + 1) * bs], "c", threads).argmax(1))
@@ -49,7 +33,8 @@ def evaluate(model, graph, images: np.ndarray, labels: np.ndarray, mean, std, th
 @click.command("convert")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Model file to write (.mfe).")
-@click.option("--calib", default="fashion-mnist:train:512", show_default=True, help="Calibration images (dataset spec).")
+@click.option("--calib", help="Calibration images (dataset spec); default fashion-mnist:train:512 for a model trained on "
+              "Fashion-MNIST (or of unknown origin).")
 @click.option("--eval", "eval_spec", help="Measure float vs integer accuracy on this dataset spec, e.g. fashion-mnist:test.")
 @click.option("--mulfree", is_flag=True, help="Signed power-of-two weights and shift-only requantisation: 0 multiplies.")
 @click.option("--reduce-range", is_flag=True,
@@ -86,8 +71,12 @@ def convert(checkpoint: str, output: str, calib: str, eval_spec: str | None, mul
         model, info = load_source(checkpoint)
         norm = info.get("normalization") or {"mean": [0.2860], "std": [0.3530]}
         evaluation = load_spec(eval_spec) if eval_spec else None  # a bad spec fails before the calibration
-        images, _ = load_spec(calib, default_split="train")
-        with _bar(len(images), "calibrating", as_json) as bar:
+        trained_on = info.get("dataset", "fashion-mnist")
+        if calib is None and trained_on != "fashion-mnist":
+            raise ConvertError(f"{checkpoint} was trained on {trained_on}: give calibration images from it, "
+                               f"e.g. --calib {trained_on}:DIR:train:512")
+        images, _ = load_spec(calib or "fashion-mnist:train:512", default_split="train")
+        with progressbar("calibrating", length=len(images)) as bar:
             graph = run_convert(model, images, norm["mean"], norm["std"], mulfree=mulfree, reduce_range=reduce_range,
                                 percentile=percentile,
                                 meta={"source": os.path.basename(checkpoint), "arch": info.get("arch")},
@@ -97,13 +86,15 @@ def convert(checkpoint: str, output: str, calib: str, eval_spec: str | None, mul
         result.update({k: result["totals"][k] for k in ("params", "multiplies", "adds")})
         if evaluation:
             images, labels = evaluation
-            result.update(evaluate(model, graph, images, labels, norm["mean"], norm["std"], threads, as_json))
+            result.update(evaluate(model, graph, images, labels, norm["mean"], norm["std"], threads))
             if layer_errors:
                 from converter.diagnose import layer_errors as diagnose
                 result["layer_errors"] = diagnose(model, graph, images[:layer_errors], norm["mean"], norm["std"])
         fmt.save(graph, output)  # last: a failing command leaves no model behind
     except (ConvertError, ValueError, FileNotFoundError) as e:
         raise click.ClickException(str(e).splitlines()[0]) from None
+    except RuntimeError as e:  # torch refusing the images, e.g. 1-channel images for a 3-channel model
+        raise click.ClickException(f"the model cannot run these images ({str(e).splitlines()[0]})") from None
     if as_json:
         click.echo(json.dumps(result))
         return

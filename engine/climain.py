@@ -21,6 +21,29 @@ def writable(path: str, folder: bool = False) -> None:
         raise click.ClickException(f"cannot write {path}: not writable (permissions or a read-only file system)")
 
 
+def progressbar(label: str, iterable=None, length: int | None = None, show: bool = True):
+    """click's progress bar on stderr (stdout stays for results and --json), or where show is False a
+    stand-in that iterates the same and draws nothing."""
+    return click.progressbar(iterable, length=length, label=label, file=sys.stderr) if show else _Quiet(iterable)
+
+
+class _Quiet:
+    def __init__(self, iterable):
+        self.iterable = iterable
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def __iter__(self):
+        return iter(self.iterable)
+
+    def update(self, n: int) -> None:
+        pass
+
+
 NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2; 8.1 exits 0 with the help itself
 
 

@@ -16,6 +16,8 @@ def load_spec(spec: str, default_split: str = "test") -> tuple[np.ndarray, np.nd
         folder, rest = rest[0], rest[1:]
     elif name != "fashion-mnist":
         raise ValueError(f"unknown dataset {spec!r}: use fashion-mnist[:train|test][:N] or cifar10:DIR[:train|test][:N]")
+    if rest and rest[0].isdigit():  # fashion-mnist:N: the split left out, as [:train|test][:N] allows
+        rest = ["", *rest]
     split = rest[0] if rest and rest[0] else default_split
     if split not in ("train", "test") or len(rest) > 2:
         raise ValueError(f"bad dataset spec {spec!r}: split must be train or test, then an optional count")

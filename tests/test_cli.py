@@ -108,6 +108,25 @@ def test_output_problems_fail_before_the_work(tmp_path):
     assert not (tmp_path / "e.mfe").exists()
 
 
+def test_dataset_spec_forms():
+    from engine.dataspec import load_spec
+    assert load_spec("fashion-mnist:5")[0].shape == (5, 28, 28, 1)  # the split left out
+    assert len(load_spec("fashion-mnist:train:7", "test")[1]) == 7
+    for bad, words in (("fashion-mnist:0", "positive"), ("fashion-mnist:x", "split"), ("mnist", "unknown dataset")):
+        with pytest.raises(ValueError, match=words):
+            load_spec(bad)
+
+
+def test_convert_asks_for_the_training_data(tmp_path):
+    """A checkpoint trained on another data set than Fashion-MNIST is not calibrated on Fashion-MNIST by default."""
+    import torch
+    ckpt = torch.load(os.path.join(ROOT, "zoo", "fmnist-resnet20.pt"), map_location="cpu", weights_only=False)
+    ckpt["dataset"] = "cifar10"
+    torch.save(ckpt, tmp_path / "c.pt")
+    p = cli("convert", str(tmp_path / "c.pt"), "-o", str(tmp_path / "c.mfe"), ok=False)
+    assert p.returncode == 1 and "trained on cifar10" in p.stderr and "--calib cifar10:DIR:train" in p.stderr
+
+
 def test_bare_program_prints_its_help():
     p = cli()
     assert p.returncode == 0 and p.stdout.startswith("Usage:") and "Commands:" in p.stdout and not p.stderr

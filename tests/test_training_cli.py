@@ -180,3 +180,16 @@ def test_backbone_errors(tmp_path):
     res = r.invoke(train, ["--arch", "mbv2-wht", "--backbone", str(tmp_path / "none.pt"),
                            "-o", str(tmp_path / "x.pt")] + SMOKE)
     assert res.exit_code == 1 and "no such file" in res.output
+
+
+def test_resume_damaged_or_finished(tmp_path):
+    """--resume names the file it cannot read, and says when the checkpoint has nothing left to train."""
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"garbage\x80\x04")
+    res = CliRunner().invoke(train, ["--arch", "resnet20", "--resume", "-o", str(bad), "--epochs", "1"] + SMOKE)
+    assert res.exit_code == 1 and str(bad) in res.output and "not a readable training checkpoint" in res.output
+    out = str(tmp_path / "r.pt")
+    assert invoke(["--arch", "resnet20", "--epochs", "1", "-o", out] + SMOKE).exit_code == 0
+    res = CliRunner().invoke(train, ["--arch", "resnet20", "--epochs", "2", "--resume", "-o", out,
+                                     *[a for a in SMOKE if a != "--quiet"]])
+    assert res.exit_code == 0 and "nothing to train" in res.output

@@ -29,6 +29,7 @@ resume state and can store fp16.
 from __future__ import annotations
 
 import os
+import pickle
 
 import torch
 import torch.nn as nn
@@ -51,7 +52,11 @@ def save(ckpt: dict, path: str) -> None:
 
 def read(path: str) -> dict:
     """The raw checkpoint dict (on CPU)."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, ValueError, AttributeError, ImportError, pickle.UnpicklingError) as e:
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{path}: not a readable training checkpoint ({why})") from None
     if not isinstance(ckpt, dict) or "arch" not in ckpt or "state_dict" not in ckpt:
         raise ValueError(f"{path}: not a training checkpoint (no arch/state_dict)")
     return ckpt

@@ -213,7 +213,10 @@ def run(arch: str | None, dataset: str | None = None, epochs: int = 1, output: s
     if quant_noise and mulfree:
         raise UserError("--quant-noise and --finetune-mulfree do not combine (the mulfree view "
                         "rounds for itself)")
-    state = ckpt_mod.read(output) if resume and os.path.exists(output) else None
+    try:
+        state = ckpt_mod.read(output) if resume and os.path.exists(output) else None
+    except ValueError as e:
+        raise UserError(str(e)) from None
     if state is not None:  # a resumed run keeps its arch and data set
         arch, dataset = arch or state.get("arch"), dataset or state.get("dataset")
     source = None
@@ -333,6 +336,9 @@ def run(arch: str | None, dataset: str | None = None, epochs: int = 1, output: s
         start_epoch = int(state["epochs"])
         prior_seconds = float(state.get("seconds", 0.0))
         log(f"resume: {output} at epoch {start_epoch}")
+        if start_epoch >= epochs:
+            log(f"resume: nothing to train, {output} has finished its {epochs} planned epochs"
+                + (" (a one-cycle plan keeps its length; --init starts a new schedule)" if schedule == "onecycle" else ""))
     net = model  # what the loss sees: the model, or its multiplication-free view
     calibrated = False  # mulfree: whether the view's activation scales fit the current weights
     if mulfree:
