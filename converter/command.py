@@ -49,7 +49,8 @@ def evaluate(model, graph, images: np.ndarray, labels: np.ndarray, mean, std, th
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def convert(checkpoint: str, output: str, calib: str, eval_spec: str | None, mulfree: bool, reduce_range: bool,
             percentile: float | None, layer_errors: int | None, threads: int, as_json: bool) -> None:
-    """Convert a PyTorch CHECKPOINT (project checkpoint or pickled nn.Module) into an integer model file.
+    """Convert a PyTorch CHECKPOINT (project checkpoint, pickled nn.Module, or torch.export .pt2) into an
+    integer model file.
 
     \b
     Example:

@@ -143,6 +143,6 @@ def train(arch, dataset, data_dir, epochs, output, device, seed, resume, width, 
     else:
         acc = summary["test_accuracy"]
         mf = summary.get("mulfree_accuracy")
-        click.echo(f"{summary['arch']}: {summary['epochs']} epochs, test accuracy "
+        click.echo(f"{summary['arch']}: {summary['epochs']} epoch{'s' * (summary['epochs'] != 1)}, test accuracy "
                    f"{100 * acc:.2f}%" + (f" (mulfree {100 * mf:.2f}%)" if mf is not None else "") +
                    f", {summary['params']} params -> {summary['checkpoint']}")
