@@ -323,6 +323,23 @@ def test_wht_fused_shapes(cin, cout, n, pixels):
             check(g, images(rng, 2 if pixels < 16 else 1, g.tensors[0].shape, edge), threads=1 + pixels % 2)
 
 
+@pytest.mark.parametrize("xs,ws", [(4, 7), (7, 4), (5, 5), (7, 7)])
+def test_hdw_int16_bound(xs, ws):
+    """hdw's min op runs in int16 lanes up to min(xshift, wshift) = 4 (nine taps of 128 << 4 and the sign
+    xor's -1s stay inside int16), in int32 past it: -128 inputs against -128 and 127 weights at the bound."""
+    from engine.builder import GraphBuilder
+    from randgraph import weights
+    rng = np.random.default_rng(100 * xs + ws)
+    for stride in (1, 2):
+        for edge in EDGES:
+            b = GraphBuilder((4, 7, 40))
+            b.add("hdw", 0, stride=stride, op=0, xshift=xs, wshift=ws, weight=weights(rng, (3, 3, 40), edge),
+                  bias=rng.integers(-3000, 3000, 40), mult=rng.integers(1 << 30, 1 << 31, 40),
+                  shift=rng.integers(38, 42, 40) + min(xs, ws), act_lo=int(rng.choice([-128, 0])))
+            g = b.build()
+            check(g, images(rng, 2, g.tensors[0].shape, edge), threads=1 + stride % 2)
+
+
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("c", [5, 16, 40])
 def test_hdw_shapes(stride, c):

@@ -183,6 +183,53 @@ static inline __attribute__((always_inline)) void dw16_pixels(int8_t *y, const d
     }
 }
 
+/* hdw's min op 16 channels a step in int16 lanes (hdw.c hdw_i16: nine taps fit int16): sign(w) clamp(x << xs,
+ * -a, a) as clamp(...) ^ m, m = -(w < 0), whose -1s the loader put back into the bias. Tables [tap][c] int16
+ * (a = |w| << ws, -a, m), bias int32, all in natural channel order. */
+typedef struct { const int16_t *a, *na, *m; const int32_t *bias, *mult, *shift; int32_t c; } hdw16_tables;
+
+static inline __attribute__((always_inline)) void hdw16_pixels(int8_t *y, const dw3_geom *g, int32_t ox, int32_t c0,
+                                                                const hdw16_tables *t, const __m256i bias[2],
+                                                                const mfe_rq8 q[2], const int NPIX, const int SW) {
+    const __m128i xs = _mm_cvtsi32_si128(g->xs);
+    __m256i acc[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+    for (int i = 0; i < (NPIX - 1) * SW + 3; i++) {  /* column ox SW - pl + i; outside the row: zeros */
+        const int32_t ix = ox * SW - g->pl + i;
+        const int in = ix >= 0 && ix < g->w_in;
+        __m256i r[3];
+        for (int ky = 0; ky < 3; ky++) r[ky] = _mm256_sll_epi16(dw16_load(g->rows[ky], in, ix, g->cstride, c0), xs);
+        for (int p = 0; p < NPIX; p++) {
+            const int kx = i - p * SW;
+            if (kx < 0 || kx > 2) continue;
+            for (int ky = 0; ky < 3; ky++) {
+                const size_t at = (size_t)(ky * 3 + kx) * t->c + c0;
+                const __m256i v = _mm256_min_epi16(_mm256_max_epi16(r[ky], _mm256_loadu_si256((const __m256i *)(t->na + at))),
+                                                   _mm256_loadu_si256((const __m256i *)(t->a + at)));
+                acc[p] = _mm256_add_epi16(acc[p], _mm256_xor_si256(v, _mm256_loadu_si256((const __m256i *)(t->m + at))));
+            }
+        }
+    }
+    for (int p = 0; p < NPIX; p++) {
+        const __m256i lo = _mm256_add_epi32(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(acc[p])), bias[0]);
+        const __m256i hi = _mm256_add_epi32(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(acc[p], 1)), bias[1]);
+        _mm_storeu_si128((__m128i *)(y + (size_t)(ox + p) * g->cstride + c0),
+                         mfe_pack16(mfe_rq8_apply(lo, &q[0]), mfe_rq8_apply(hi, &q[1])));
+    }
+}
+
+static inline void hdw16_row(int8_t *y, const dw3_geom *g, int32_t wout, const hdw16_tables *t, int32_t lo, int32_t hi,
+                             const int SW) {
+    for (int32_t c0 = 0; c0 < g->c16; c0 += 16) {
+        const __m256i bias[2] = {_mm256_loadu_si256((const __m256i *)(t->bias + c0)),
+                                 _mm256_loadu_si256((const __m256i *)(t->bias + c0 + 8))};
+        const mfe_rq8 q[2] = {mfe_rq8_load(t->mult + c0, t->shift + c0, 8, lo, hi),
+                              mfe_rq8_load(t->mult + c0 + 8, t->shift + c0 + 8, 8, lo, hi)};
+        int32_t ox = 0;
+        for (; ox + 2 <= wout; ox += 2) hdw16_pixels(y, g, ox, c0, t, bias, q, 2, SW);
+        if (ox < wout) hdw16_pixels(y, g, ox, c0, t, bias, q, 1, SW);
+    }
+}
+
 /* The first g->c16 channels of one output row, 16 at a time; dw3_row does the rest. */
 static inline void dw16_row(int8_t *y, const dw3_geom *g, int32_t wout, const dw16_tables *t, int32_t lo, int32_t hi) {
     for (int32_t c0 = 0; c0 < g->c16; c0 += 16) {
@@ -198,8 +245,8 @@ static inline void dw16_row(int8_t *y, const dw3_geom *g, int32_t wout, const dw
 }
 #endif
 
-/* Output row r of the batch: the input rows of its taps, then dw16_row (t: its tables, where geo.c16 > 0)
- * and dw3_row. */
+/* Output row r of the batch: the input rows of its taps, then dw16_row or hdw16_row (t: their tables, where
+ * geo.c16 > 0) and dw3_row. */
 static inline __attribute__((always_inline)) void dw3_row_at(const mfe_tensor *X, const mfe_tensor *Y, const void *in,
                                                               void *out, int64_t r, dw3_geom geo, const int32_t *w,
                                                               const int32_t *bias, const int32_t *mult, const int32_t *shift,
@@ -212,6 +259,7 @@ static inline __attribute__((always_inline)) void dw3_row_at(const mfe_tensor *X
     }
 #if MFE_DW16
     if (OP == DW_MAC && SW == 1 && geo.c16) dw16_row(row.y, &geo, Y->w, t, lo, hi);
+    if (OP == DW_MIN && geo.c16) hdw16_row(row.y, &geo, Y->w, t, lo, hi, SW);
 #else
     (void)t;
 #endif

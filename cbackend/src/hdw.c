@@ -58,10 +58,10 @@ static void hdw_tap__neon(int32_t *acc, const int8_t *x, const int32_t *w, int32
 
 #define hdw_tap MFE_KERNEL(hdw_tap)
 
-/* NEON, the min op in int16 lanes: |op| <= 128 << min(xs, ws), so nine taps (and the xor's -1s below) fit
- * int16 for min(xs, ws) <= 4; x << xs and |w| << ws (both shifts <= 7) do too. */
+/* The min op in int16 lanes (NEON: hdw_pixel__neon; AVX2: dwrows.h hdw16_row): |op| <= 128 << min(xs, ws), so
+ * nine taps (and the xor's -1s below) fit int16 for min(xs, ws) <= 4; x << xs and |w| << ws (shifts <= 7) do too. */
 static int hdw_i16(const mfe_node *nd) {
-#ifdef MFE_ISA_NEON
+#if defined(MFE_ISA_NEON) || MFE_DW16
     const int32_t xs = nd->a[MFE_HDW_XSHIFT], ws = nd->a[MFE_HDW_WSHIFT];
     return !nd->a[MFE_HDW_OP] && (xs < ws ? xs : ws) <= 4;
 #else
@@ -72,8 +72,8 @@ static int hdw_i16(const mfe_node *nd) {
 
 typedef struct {  /* one allocation (the loader frees prep with free()) */
     int32_t *w;  /* 9 x C: the weights widened and shifted once, for taps that load int32 lanes */
-    /* hdw_i16 (hdw_pixel__neon): per tap and channel a = |w| << ws, -a and m = -(w < 0); per channel the bias
-     * plus the number of negative taps; and the rest of what the pixels read */
+    /* hdw_i16: per tap and channel a = |w| << ws, -a and m = -(w < 0); per channel the bias plus the number of
+     * negative taps; and the rest of what the NEON pixels read */
     int32_t *bias;
     int16_t *a, *na, *m;
     const int32_t *mult, *shift;
@@ -171,10 +171,16 @@ void mfe_run_hdw(const mfe_ctx *c, const void *in0, const void *in1, void *out) 
     const int64_t rows = (int64_t)c->n * Y->h;
 #if MFE_DW_ROWS
     if (!ef) {  /* the min op by rows (dwrows.h), accumulators in registers; zero padding adds nothing */
-        const dw3_geom geo = {{NULL, NULL, NULL}, X->w, C, s, 1, 1, xs, 0};
+        const dw3_geom geo = {{NULL, NULL, NULL}, X->w, C, s, 1, 1, xs, p->bias ? C / 16 * 16 : 0};
+#if MFE_DW16
+        const hdw16_tables t16 = {p->a, p->na, p->m, p->bias, mult, shift, C};
+        const void *t = &t16;
+#else
+        const void *t = NULL;
+#endif
         MFE_PARALLEL_FOR(c->threads, r, rows, {
-            if (s == 1) dw3_row_at(X, Y, in0, out, r, geo, w, bias, mult, shift, 0, lo, hi, NULL, DW_MIN, 1);
-            else dw3_row_at(X, Y, in0, out, r, geo, w, bias, mult, shift, 0, lo, hi, NULL, DW_MIN, 2);
+            if (s == 1) dw3_row_at(X, Y, in0, out, r, geo, w, bias, mult, shift, 0, lo, hi, t, DW_MIN, 1);
+            else dw3_row_at(X, Y, in0, out, r, geo, w, bias, mult, shift, 0, lo, hi, t, DW_MIN, 2);
         });
         return;
     }
