@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
 
 import click
 
@@ -61,6 +62,11 @@ def standalone(command: click.Command, argv: list[str] | None = None, prog_name:
         click.echo(e.format_message())
         return 0
     except click.ClickException as e:
+        if "--debug" in argv and e.__context__ is not None:  # a wrapped error: the traceback where it began
+            root = e.__context__
+            while root.__context__ is not None:
+                root = root.__context__
+            traceback.print_exception(root)
         click.echo(f"error: {e.format_message()}", err=True)
         return 1
     except Exception as e:  # noqa: BLE001 - the contract: one line, no traceback

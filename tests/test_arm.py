@@ -94,7 +94,8 @@ def test_runner_inputs_and_errors(tc, built, tmp_path):
         assert qemu_json(tc, mfrun, [EVERY_OP, str(tmp_path / name), "--json"], "cortex-a57")["logits_sha256"] == want
     np.save(tmp_path / "bad.npy", np.zeros((2, 32, 32, 3), np.uint8))
     for args, words in [([EVERY_OP, str(tmp_path / "bad.npy")], "does not match"),
-                        (["missing.mfe", str(tmp_path / "bad.npy")], "missing.mfe"),
+                        (["missing.mfe", str(tmp_path / "bad.npy")], "missing.mfe: No such file"),
+                        ([str(tmp_path / "bad.npy"), str(tmp_path / "bad.npy")], "bad.npy: bad magic"),
                         ([EVERY_OP, "nothere.npy"], "cannot read"),
                         ([EVERY_OP], "give MODEL and INPUT"),
                         ([EVERY_OP, str(tmp_path / "nhw.npy"), "--threads", "0"], "--threads")]:

@@ -127,6 +127,12 @@ def test_convert_asks_for_the_training_data(tmp_path):
     assert p.returncode == 1 and "trained on cifar10" in p.stderr and "--calib cifar10:DIR:train" in p.stderr
 
 
+def test_debug_shows_where_a_wrapped_error_began(tmp_path):
+    p = cli("--debug", "convert", "nothere.pt", "-o", str(tmp_path / "x.mfe"), ok=False)
+    assert p.returncode == 1 and "Traceback" in p.stderr and p.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "Traceback" not in cli("convert", "nothere.pt", "-o", str(tmp_path / "x.mfe"), ok=False).stderr
+
+
 def test_bare_program_prints_its_help():
     p = cli()
     assert p.returncode == 0 and p.stdout.startswith("Usage:") and "Commands:" in p.stdout and not p.stderr

@@ -1,4 +1,5 @@
 /* Model file loader: validates every byte it uses before any kernel sees it (docs/format.md). */
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -286,7 +287,7 @@ int mfe_load_file(const char *path, mfe_model **out, char *err, size_t errlen) {
     if (!out || !path) MFE_FAIL(MFE_EARG, "mfe_load_file: null argument");
     *out = NULL;
     FILE *fp = fopen(path, "rb");
-    if (!fp) MFE_FAIL(MFE_EIO, "cannot open %s", path);
+    if (!fp) MFE_FAIL(MFE_EIO, "cannot open %s: %s", path, strerror(errno));
     long size = (fseek(fp, 0, SEEK_END) == 0) ? ftell(fp) : -1;
     if (size < 0 || size > MFE_MAX_FILE || fseek(fp, 0, SEEK_SET) != 0) {
         fclose(fp);
@@ -298,6 +299,11 @@ int mfe_load_file(const char *path, mfe_model **out, char *err, size_t errlen) {
     if (!buf || got != (size_t)size) { free(buf); MFE_FAIL(MFE_EIO, "cannot read %s", path); }
     int rc = mfe_load(buf, (size_t)size, out, err, errlen);
     free(buf);
+    if (rc != MFE_OK) {  /* which file: mfe_load only sees bytes */
+        char why[256];
+        snprintf(why, sizeof why, "%s", err);
+        snprintf(err, errlen, "%s: %s", path, why);
+    }
     return rc;
 }
 
