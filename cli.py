@@ -12,7 +12,7 @@ import time
 import click
 import numpy as np
 
-ROOT = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.realpath(__file__))  # through a symlink to cli.py too
 DEFAULT_MODEL = os.path.join(ROOT, "zoo", "default.mfe")
 SAMPLE = os.path.join(ROOT, "zoo", "fashion-mnist-sample.npz")
 

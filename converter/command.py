@@ -1,6 +1,7 @@
 """`python cli.py convert`: checkpoint -> .mfe, with a per-layer report and measured fidelity."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
@@ -9,6 +10,15 @@ import numpy as np
 
 from engine.climain import progressbar, writable
 from engine.dataspec import load_spec
+
+
+@contextlib.contextmanager
+def _running(error: type):
+    """torch refusing the images the model is run on (1-channel images for a 3-channel model) as `error`."""
+    try:
+        yield
+    except RuntimeError as e:
+        raise error(f"the model cannot run these images ({str(e).strip().splitlines()[0]})") from None
 
 
 def evaluate(model, graph, images: np.ndarray, labels: np.ndarray, mean, std, threads: int) -> dict:
@@ -60,7 +70,7 @@ def convert(checkpoint: str, output: str, calib: str, eval_spec: str | None, mul
     """
     if layer_errors and not eval_spec:
         raise click.UsageError("--layer-errors needs --eval (the images to measure on)")
-    if os.path.exists(output) and os.path.samefile(output, checkpoint):
+    if os.path.exists(output) and os.path.exists(checkpoint) and os.path.samefile(output, checkpoint):
         raise click.ClickException(f"-o {output} would overwrite the checkpoint it converts")
     writable(output)
     from converter import ConvertError
@@ -77,7 +87,7 @@ def convert(checkpoint: str, output: str, calib: str, eval_spec: str | None, mul
             raise ConvertError(f"{checkpoint} was trained on {trained_on}: give calibration images from it, "
                                f"e.g. --calib {trained_on}:DIR:train:512")
         images, _ = load_spec(calib or "fashion-mnist:train:512", default_split="train")
-        with progressbar("calibrating", length=len(images)) as bar:
+        with progressbar("calibrating", length=len(images)) as bar, _running(ConvertError):
             graph = run_convert(model, images, norm["mean"], norm["std"], mulfree=mulfree, reduce_range=reduce_range,
                                 percentile=percentile,
                                 meta={"source": os.path.basename(checkpoint), "arch": info.get("arch")},
@@ -87,15 +97,15 @@ def convert(checkpoint: str, output: str, calib: str, eval_spec: str | None, mul
         result.update({k: result["totals"][k] for k in ("params", "multiplies", "adds")})
         if evaluation:
             images, labels = evaluation
-            result.update(evaluate(model, graph, images, labels, norm["mean"], norm["std"], threads))
+            with _running(ConvertError):
+                result.update(evaluate(model, graph, images, labels, norm["mean"], norm["std"], threads))
             if layer_errors:
                 from converter.diagnose import layer_errors as diagnose
                 result["layer_errors"] = diagnose(model, graph, images[:layer_errors], norm["mean"], norm["std"])
+        os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
         fmt.save(graph, output)  # last: a failing command leaves no model behind
     except (ConvertError, ValueError, FileNotFoundError) as e:
         raise click.ClickException(str(e).splitlines()[0]) from None
-    except RuntimeError as e:  # torch refusing the images, e.g. 1-channel images for a 3-channel model
-        raise click.ClickException(f"the model cannot run these images ({str(e).splitlines()[0]})") from None
     if as_json:
         click.echo(json.dumps(result))
         return

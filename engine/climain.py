@@ -10,16 +10,16 @@ import click
 
 def writable(path: str, folder: bool = False) -> None:
     """Fail before any long work, with a one-line error, where `path` (a file, or with folder=True a folder)
-    cannot be written; missing folders are made, as the commands would make them at the end."""
+    could not be written at the end: a file name is needed, and the nearest folder that exists must be
+    writable (nothing is made here; the commands make missing folders when they write)."""
+    if not folder and (not path or path.endswith(os.sep) or os.path.isdir(path)):
+        raise click.ClickException(f"cannot write {path!r}: not a file name")
     where = os.path.abspath(path) if folder else os.path.dirname(os.path.abspath(path))
-    try:
-        os.makedirs(where, exist_ok=True)
-    except OSError as e:
-        raise click.ClickException(f"cannot write {path}: {e.strerror or e}") from None
-    if not folder and os.path.isdir(path):
-        raise click.ClickException(f"cannot write {path}: it is a folder")
-    if not os.access(where, os.W_OK) or (not folder and os.path.exists(path) and not os.access(path, os.W_OK)):
-        raise click.ClickException(f"cannot write {path}: not writable (permissions or a read-only file system)")
+    while not os.path.exists(where):
+        where = os.path.dirname(where)
+    if not os.path.isdir(where) or not os.access(where, os.W_OK):
+        why = "not a folder" if not os.path.isdir(where) else "not writable (permissions or a read-only file system)"
+        raise click.ClickException(f"cannot write {path}: {where} is {why}")
 
 
 def progressbar(label: str, iterable=None, length: int | None = None, show: bool = True):
@@ -40,9 +40,6 @@ class _Quiet:
 
     def __iter__(self):
         return iter(self.iterable)
-
-    def update(self, n: int) -> None:
-        pass
 
 
 NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2; 8.1 exits 0 with the help itself

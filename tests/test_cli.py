@@ -98,6 +98,9 @@ def test_output_problems_fail_before_the_work(tmp_path):
     ckpt = os.path.join(ROOT, "zoo", "fmnist-mbv2.pt")
     cases = [(("convert", ckpt, "-o", blocked), "cannot write"),
              (("convert", ckpt, "-o", ckpt), "would overwrite the checkpoint"),
+             (("convert", ckpt, "-o", str(tmp_path / "newdir") + os.sep), "not a file name"),
+             (("convert", ckpt, "-o", ""), "not a file name"),
+             (("convert", "nothere.pt", "-o", str(tmp_path / "made" / "m.mfe")), "no such file"),
              (("convert", ckpt, "-o", str(tmp_path / "e.mfe"), "--eval", "cifar10:/nowhere"), "not found"),
              (("train", "--arch", "resnet20", "--epochs", "1", "-o", blocked), "cannot write"),
              (("bench", "--only", "seed", "--quick", "--plot", blocked), "cannot write")]
@@ -105,7 +108,7 @@ def test_output_problems_fail_before_the_work(tmp_path):
         p = cli(*args, ok=False)
         lines = p.stderr.strip().splitlines()  # the error alone: no progress of work begun
         assert p.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], (args, p.stderr)
-    assert not (tmp_path / "e.mfe").exists()
+    assert not (tmp_path / "e.mfe").exists() and not (tmp_path / "made").exists()  # no model, no stray folder
 
 
 def test_dataset_spec_forms():

@@ -6,7 +6,8 @@
  *   DW_MIN (hdw, seed 000's multiplication-free op): inputs shifted left by xshift, then
  *     sign(x) sign(w) min(|x|, |w|) = clamp(x sign(w), -|w|, |w|): a sign flip, a max and a min; padding is 0.
  * A tile is the channels of one vector. On AVX2, conv2d's stride-1 rows take dw16_row for whole tiles of 16
- * channels first (int16 lanes, two kernel rows per vpmaddwd: below). */
+ * channels first (int16 lanes, two kernel rows per vpmaddwd: below), and hdw's min op hdw16_row (int16 lanes
+ * where nine taps fit). */
 #ifndef MFE_DWROWS_H
 #define MFE_DWROWS_H
 #include "x86.h"
@@ -69,7 +70,7 @@ enum { DW_MAC, DW_MIN };
 typedef struct {
     const int8_t *rows[3];  /* input rows of the three taps, NULL where padding */
     int32_t w_in, cstride, sh, pt, pl, xs;  /* input width, channels; stride and padding (rows, top, left); hdw's xshift */
-    int32_t c16;            /* channels [0, c16) are dw16_row's (0: none) */
+    int32_t c16;            /* channels [0, c16) are dw16_row's or hdw16_row's (0: none) */
 } dw3_geom;
 
 typedef struct { dw_vec w[9], aw[9], naw[9]; } dw3_taps;  /* DW_MIN: |w| and -|w| too */

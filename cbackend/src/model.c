@@ -299,10 +299,14 @@ int mfe_load_file(const char *path, mfe_model **out, char *err, size_t errlen) {
     if (!buf || got != (size_t)size) { free(buf); MFE_FAIL(MFE_EIO, "cannot read %s", path); }
     int rc = mfe_load(buf, (size_t)size, out, err, errlen);
     free(buf);
-    if (rc != MFE_OK) {  /* which file: mfe_load only sees bytes */
-        char why[256];
-        snprintf(why, sizeof why, "%s", err);
-        snprintf(err, errlen, "%s: %s", path, why);
+    const size_t plen = strlen(path) + 2;
+    if (rc != MFE_OK && plen < errlen) {  /* "PATH: " before the reason: mfe_load only sees bytes */
+        size_t keep = strlen(err);  /* mfe_load ends err inside errlen */
+        if (keep > errlen - plen - 1) keep = errlen - plen - 1;
+        memmove(err + plen, err, keep);
+        err[plen + keep] = '\0';
+        memcpy(err, path, plen - 2);
+        err[plen - 2] = ':', err[plen - 1] = ' ';
     }
     return rc;
 }
