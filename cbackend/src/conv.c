@@ -102,24 +102,23 @@ typedef struct {
  * taps share an int16 lane (smull, smlal) before saddw widens them: exact where no weight is -128
  * (conv_prep.dw9), as |x w| <= 128 * 127. */
 static void dw9_pixel__neon(int8_t *y, const int8_t *const win[9], const void *ctx) {
-    const dw9_args *d = ctx;
+    const dw9_args *d = ctx;  /* its fields in locals: y's stores could alias *d, and gcc would reload them */
     const int8_t *w = d->w;
-    const int32_t c = d->c;
+    const int32_t *bias = d->bias, *mult = d->mult, *shift = d->shift, c = d->c, mul32 = d->mul32;
     const int32x4_t vlo = vdupq_n_s32(d->lo), vhi = vdupq_n_s32(d->hi);
-    /* the pointers in locals: y's stores could alias the array, and gcc would reload it on every step */
     const int8_t *x0 = win[0], *x1 = win[1], *x2 = win[2], *x3 = win[3], *x4 = win[4], *x5 = win[5], *x6 = win[6],
-                 *x7 = win[7], *x8 = win[8];
+                 *x7 = win[7], *x8 = win[8];  /* the window in locals too */
     int32_t o = 0;
 #define DW_X(t) vld1_s8(x##t + o)
 #define DW_W(t) vld1_s8(w + (size_t)(t) * c + o)
 #define DW_WIDEN(p) a0 = vaddw_s16(a0, vget_low_s16(p)), a1 = vaddw_high_s16(a1, p);
 #define DW_PAIR(t, u) { const int16x8_t p = vmlal_s8(vmull_s8(DW_X(t), DW_W(t)), DW_X(u), DW_W(u)); DW_WIDEN(p) }
     for (; o + 8 <= c; o += 8) {
-        int32x4_t a0 = vld1q_s32(d->bias + o), a1 = vld1q_s32(d->bias + o + 4);
+        int32x4_t a0 = vld1q_s32(bias + o), a1 = vld1q_s32(bias + o + 4);
         DW_PAIR(0, 1) DW_PAIR(2, 3) DW_PAIR(4, 5) DW_PAIR(6, 7)
         const int16x8_t p8 = vmull_s8(DW_X(8), DW_W(8));
         DW_WIDEN(p8)
-        const mfe_rq8__neon q = mfe_rq8_load__neon(d->mult + o, d->shift + o, d->mul32);
+        const mfe_rq8__neon q = mfe_rq8_load__neon(mult + o, shift + o, mul32);
         vst1_s8(y + o, mfe_rq8_apply__neon(a0, a1, &q, vlo, vhi));
     }
 #undef DW_PAIR
@@ -127,9 +126,9 @@ static void dw9_pixel__neon(int8_t *y, const int8_t *const win[9], const void *c
 #undef DW_W
 #undef DW_X
     for (; o < c; o++) {
-        int32_t acc = d->bias[o];
+        int32_t acc = bias[o];
         for (int t = 0; t < 9; t++) acc += win[t][o] * w[(size_t)t * c + o];
-        y[o] = mfe_requant(acc, d->mult[o], d->shift[o] % MFE_RQ_MUL32, d->lo, d->hi);
+        y[o] = mfe_requant(acc, mult[o], shift[o] % MFE_RQ_MUL32, d->lo, d->hi);
     }
 }
 #endif

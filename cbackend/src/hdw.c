@@ -85,8 +85,9 @@ typedef struct {  /* one allocation (the loader frees prep with free()) */
 /* One output pixel from its window (zeros where it leaves the input), 8 channels a step: sign(w) clamp(x << xs,
  * -a, a) as clamp(...) ^ m, which is -v - 1 where w < 0; the bias holds the 1s back. */
 static void hdw_pixel__neon(int8_t *y, const int8_t *const win[9], const void *ctx) {
-    const hdw_prep *t = ctx;
-    const int32_t c = t->c;
+    const hdw_prep *t = ctx;  /* its fields in locals: y's stores could alias *t, and gcc would reload them */
+    const int16_t *ta = t->a, *tna = t->na, *tm = t->m;
+    const int32_t *bias = t->bias, *mult = t->mult, *shift = t->shift, c = t->c;
     const int32x4_t vlo = vdupq_n_s32(t->lo), vhi = vdupq_n_s32(t->hi);
     const int16x8_t sh = vdupq_n_s16((int16_t)t->xshift);
     const int8_t *x0 = win[0], *x1 = win[1], *x2 = win[2], *x3 = win[3], *x4 = win[4], *x5 = win[5], *x6 = win[6],
@@ -94,24 +95,24 @@ static void hdw_pixel__neon(int8_t *y, const int8_t *const win[9], const void *c
     int32_t o = 0;
 #define HDW_TAP(k) {                                                                                          \
         const size_t at = (size_t)(k) * c + o;                                                               \
-        const int16x8_t v = vminq_s16(vmaxq_s16(vshlq_s16(vmovl_s8(vld1_s8(x##k + o)), sh), vld1q_s16(t->na + at)), \
-                                      vld1q_s16(t->a + at));                                                 \
-        acc = vaddq_s16(acc, veorq_s16(v, vld1q_s16(t->m + at))); }
+        const int16x8_t v = vminq_s16(vmaxq_s16(vshlq_s16(vmovl_s8(vld1_s8(x##k + o)), sh), vld1q_s16(tna + at)), \
+                                      vld1q_s16(ta + at));                                                 \
+        acc = vaddq_s16(acc, veorq_s16(v, vld1q_s16(tm + at))); }
     for (; o + 8 <= c; o += 8) {
         int16x8_t acc = vdupq_n_s16(0);
         HDW_TAP(0) HDW_TAP(1) HDW_TAP(2) HDW_TAP(3) HDW_TAP(4) HDW_TAP(5) HDW_TAP(6) HDW_TAP(7) HDW_TAP(8)
-        const mfe_rq8__neon q = mfe_rq8_load__neon(t->mult + o, t->shift + o, 0);
-        vst1_s8(y + o, mfe_rq8_apply__neon(vaddw_s16(vld1q_s32(t->bias + o), vget_low_s16(acc)),
-                                           vaddw_high_s16(vld1q_s32(t->bias + o + 4), acc), &q, vlo, vhi));
+        const mfe_rq8__neon q = mfe_rq8_load__neon(mult + o, shift + o, 0);
+        vst1_s8(y + o, mfe_rq8_apply__neon(vaddw_s16(vld1q_s32(bias + o), vget_low_s16(acc)),
+                                           vaddw_high_s16(vld1q_s32(bias + o + 4), acc), &q, vlo, vhi));
     }
 #undef HDW_TAP
     for (; o < c; o++) {
-        int32_t acc = t->bias[o];
+        int32_t acc = bias[o];
         for (int k = 0; k < 9; k++) {
-            const int32_t v = (int32_t)((uint32_t)(int32_t)win[k][o] << t->xshift), a = t->a[(size_t)k * c + o];
-            acc += (v < -a ? -a : v > a ? a : v) ^ t->m[(size_t)k * c + o];
+            const int32_t v = (int32_t)((uint32_t)(int32_t)win[k][o] << t->xshift), a = ta[(size_t)k * c + o];
+            acc += (v < -a ? -a : v > a ? a : v) ^ tm[(size_t)k * c + o];
         }
-        y[o] = mfe_requant(acc, t->mult[o], t->shift[o], t->lo, t->hi);
+        y[o] = mfe_requant(acc, mult[o], shift[o], t->lo, t->hi);
     }
 }
 #endif
