@@ -175,7 +175,7 @@ typedef struct {  /* one allocation (the loader frees prep with free()) */
     int im2col;       /* gemm over im2col rows (dense convs other than 1x1) */
     int32_t *rq_shift;  /* the shifts for the SIMD requantisation, + MFE_RQ_MUL32 where that form is exact */
     int dw9;            /* NEON, depthwise 3x3 without a weight of -128: dw9_pixel__neon */
-    int32_t c16;        /* MFE_DW16, depthwise 3x3 stride_w 1, pad_value 0: channels [0, c16) go 16 at a time */
+    int32_t c16;        /* MFE_DW16, depthwise 3x3 with pad_value 0: channels [0, c16) go 16 at a time */
     void *dw16_taps;    /* their dw16_taps, one per 16 channels (32-byte aligned) */
     int32_t *dw16_rq;   /* their bias, mult and rq_shift in DW16_ORDER, c16 each */
     int32_t data[];   /* the regions above (mfe_prepare_conv2d carves them) */
@@ -221,7 +221,7 @@ int mfe_prepare_conv2d(const mfe_model *m, mfe_node *nd, char *err, size_t errle
     const int im2col = !pointwise && g == 1 && !depthwise && k <= (1 << 16) && mfe_gemm_packed_bytes(cout, (int32_t)k) > 0;
     size_t n_dense = MFE_CONV_PACK_DENSE && g == 1 && !depthwise && !im2col ? (size_t)taps * x->c * cout : 0;
     size_t n_gemm = pointwise || im2col ? mfe_gemm_packed_bytes(cout, (int32_t)k) : 0;
-    const int32_t c16 = MFE_DW16 && n_dw32 && a[MFE_CONV2D_STRIDE_W] == 1 && !pv ? cout / 16 * 16 : 0;
+    const int32_t c16 = MFE_DW16 && n_dw32 && !pv ? cout / 16 * 16 : 0;
     size_t n_dw16 = c16 ? (size_t)c16 / 16 * 12 * 32 + 32 : 0;  /* twelve vectors a tile, and room to align */
     conv_prep *p = calloc(1, sizeof *p + sizeof(int32_t) * (n_pad + n_dw32 + cout + 3 * (size_t)c16) + n_dw + n_dense +
                                  n_dw16 + n_gemm + 64);
@@ -371,7 +371,7 @@ void mfe_run_conv2d(const mfe_ctx *c, const void *in0, const void *in1, void *ou
 #if MFE_DW_ROWS
     if (prep->dw32) {
         const int32_t *mult = nd->blob[MFE_CONV2D_B_MULT], *shift = prep->rq_shift, pv = a[MFE_CONV2D_PAD_VALUE];
-        const dw3_geom geo = {{NULL, NULL, NULL}, X->w, cout, sh, pt, pl, 0, sw == 1 ? prep->c16 : 0};
+        const dw3_geom geo = {{NULL, NULL, NULL}, X->w, cout, sh, pt, pl, 0, prep->c16};
 #if MFE_DW16
         dw16_tables t16 = {NULL, NULL, NULL, NULL};  /* (no offsets from a NULL dw16_rq where c16 is 0) */
         if (prep->c16)

@@ -5,7 +5,7 @@
  *     sign-extended input (x, x < 0 ? -1 : 0) adds exactly x * w; padded taps read pad_value;
  *   DW_MIN (hdw, seed 000's multiplication-free op): inputs shifted left by xshift, then
  *     sign(x) sign(w) min(|x|, |w|) = clamp(x sign(w), -|w|, |w|): a sign flip, a max and a min; padding is 0.
- * A tile is the channels of one vector. On AVX2, conv2d's stride-1 rows take dw16_row for whole tiles of 16
+ * A tile is the channels of one vector. On AVX2, conv2d's rows (pad_value 0) take dw16_row for whole tiles of 16
  * channels first (int16 lanes, two kernel rows per vpmaddwd: below), and hdw's min op hdw16_row (int16 lanes
  * where nine taps fit). */
 #ifndef MFE_DWROWS_H
@@ -141,9 +141,9 @@ static inline __attribute__((always_inline)) void dw3_row(int8_t *y, const dw3_g
 
 #if defined(MFE_ISA_AVX2) && !defined(MFE_ISA_AVX512)
 #define MFE_DW16 1
-/* conv2d's depthwise 3x3 at stride 1, 16 channels a step in int16 lanes: kernel rows 0 and 1 pair up in one
+/* conv2d's depthwise 3x3 (pad_value 0), 16 channels a step in int16 lanes: kernel rows 0 and 1 pair up in one
  * vpmaddwd ((x0, x1) . (w0, w1) per channel), row 2 pairs with zero, and each input column is widened and
- * paired once for both pixels that read it. vpunpck{l,h}wd put channels 0-3, 8-11 in one vector and 4-7,
+ * paired once for the pixels that read it (both at stride 1, the middle one at stride 2). vpunpck{l,h}wd put channels 0-3, 8-11 in one vector and 4-7,
  * 12-15 in the other (their int32 lanes); vpackssdw of the two, per 128-bit lane, gives natural order
  * again. So the tables below (conv.c) hold each tile's weights, bias, mult and shift in that order. */
 static const int8_t DW16_ORDER[16] = {0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 13, 14, 15};  /* slot -> channel */
@@ -156,21 +156,21 @@ static inline __attribute__((always_inline)) __m256i dw16_load(const int8_t *row
                      : _mm256_setzero_si256();  /* padding: pad_value 0 adds nothing */
 }
 
-/* NPIX (1 or 2) pixels from ox; columns outside the row read zeros (pad_value 0). */
+/* NPIX (1 or 2) pixels from ox at stride SW; columns outside the row read zeros (pad_value 0). */
 static inline __attribute__((always_inline)) void dw16_pixels(int8_t *y, const dw3_geom *g, int32_t ox, int32_t c0,
                                                                const dw16_taps *k, const __m256i bias[2],
-                                                               const mfe_rq8 q[2], const int NPIX) {
+                                                               const mfe_rq8 q[2], const int NPIX, const int SW) {
     const __m256i zero = _mm256_setzero_si256();
     __m256i acc[2][2] = {{bias[0], bias[1]}, {bias[0], bias[1]}};
-    for (int i = 0; i < NPIX + 2; i++) {  /* column ox - pl + i */
-        const int32_t ix = ox - g->pl + i;
+    for (int i = 0; i < (NPIX - 1) * SW + 3; i++) {  /* column ox SW - pl + i */
+        const int32_t ix = ox * SW - g->pl + i;
         const int in = ix >= 0 && ix < g->w_in;
         const __m256i r0 = dw16_load(g->rows[0], in, ix, g->cstride, c0), r1 = dw16_load(g->rows[1], in, ix, g->cstride, c0);
         const __m256i r2 = dw16_load(g->rows[2], in, ix, g->cstride, c0);
         const __m256i v[2][2] = {{_mm256_unpacklo_epi16(r0, r1), _mm256_unpackhi_epi16(r0, r1)},
                                  {_mm256_unpacklo_epi16(r2, zero), _mm256_unpackhi_epi16(r2, zero)}};
         for (int p = 0; p < NPIX; p++) {
-            const int kx = i - p;
+            const int kx = i - p * SW;
             if (kx < 0 || kx > 2) continue;
             for (int h = 0; h < 2; h++)
                 acc[p][h] = _mm256_add_epi32(acc[p][h], _mm256_add_epi32(_mm256_madd_epi16(v[0][h], k->w01[kx][h]),
@@ -232,7 +232,8 @@ static inline void hdw16_row(int8_t *y, const dw3_geom *g, int32_t wout, const h
 }
 
 /* The first g->c16 channels of one output row, 16 at a time; dw3_row does the rest. */
-static inline void dw16_row(int8_t *y, const dw3_geom *g, int32_t wout, const dw16_tables *t, int32_t lo, int32_t hi) {
+static inline void dw16_row(int8_t *y, const dw3_geom *g, int32_t wout, const dw16_tables *t, int32_t lo, int32_t hi,
+                            const int SW) {
     for (int32_t c0 = 0; c0 < g->c16; c0 += 16) {
         const dw16_taps *k = t->taps + c0 / 16;
         const __m256i bias[2] = {_mm256_loadu_si256((const __m256i *)(t->bias + c0)),
@@ -240,8 +241,8 @@ static inline void dw16_row(int8_t *y, const dw3_geom *g, int32_t wout, const dw
         const mfe_rq8 q[2] = {mfe_rq8_load(t->mult + c0, t->shift + c0, 8, lo, hi),
                               mfe_rq8_load(t->mult + c0 + 8, t->shift + c0 + 8, 8, lo, hi)};
         int32_t ox = 0;
-        for (; ox + 2 <= wout; ox += 2) dw16_pixels(y, g, ox, c0, k, bias, q, 2);
-        if (ox < wout) dw16_pixels(y, g, ox, c0, k, bias, q, 1);
+        for (; ox + 2 <= wout; ox += 2) dw16_pixels(y, g, ox, c0, k, bias, q, 2, SW);
+        if (ox < wout) dw16_pixels(y, g, ox, c0, k, bias, q, 1, SW);
     }
 }
 #endif
@@ -259,7 +260,7 @@ static inline __attribute__((always_inline)) void dw3_row_at(const mfe_tensor *X
         geo.rows[ky] = iy >= 0 && iy < X->h ? row.x + (size_t)iy * X->w * X->c : NULL;
     }
 #if MFE_DW16
-    if (OP == DW_MAC && SW == 1 && geo.c16) dw16_row(row.y, &geo, Y->w, t, lo, hi);
+    if (OP == DW_MAC && geo.c16) dw16_row(row.y, &geo, Y->w, t, lo, hi, SW);
     if (OP == DW_MIN && geo.c16) hdw16_row(row.y, &geo, Y->w, t, lo, hi, SW);
 #else
     (void)t;
