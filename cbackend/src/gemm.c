@@ -299,10 +299,25 @@ void mfe_gemm_pack(void *dst, const int8_t *w, const int32_t *bias, int32_t cout
     }
 }
 
+/* The requantisation of a block of n <= 16 outputs, applied in the k-loop's registers. */
+typedef struct { mfe_rq8__neon q[2]; int32x4_t lo, hi; int32_t n; } gemm_out;
+
+static inline void store16(int8_t *y, int32x4_t a0, int32x4_t a1, int32x4_t a2, int32x4_t a3, const gemm_out *o) {
+    const int8x16_t v = vcombine_s8(mfe_rq8_apply__neon(a0, a1, &o->q[0], o->lo, o->hi),
+                                    mfe_rq8_apply__neon(a2, a3, &o->q[1], o->lo, o->hi));
+    if (o->n == 16) {
+        vst1q_s8(y, v);
+        return;
+    }
+    int8_t t[16];
+    vst1q_s8(t, v);
+    memcpy(y, t, (size_t)o->n);
+}
+
 /* Accumulators named, not an array: gcc keeps arrays of them in memory. */
 #define NREP(M) M(0) M(1) M(2) M(3)
 #define NDECL(p) int32x4_t a##p##0 = b0, a##p##1 = b1, a##p##2 = b2, a##p##3 = b3;
-#define NOUT(p) acc[p][0] = a##p##0, acc[p][1] = a##p##1, acc[p][2] = a##p##2, acc[p][3] = a##p##3;
+#define NOUT(p) if (yr[p]) store16(yr[p], a##p##0, a##p##1, a##p##2, a##p##3, o);
 #ifdef MFE_ISA_DOTPROD
 /* k-step j (0-3) of a 16-input chunk: four weight registers (4 outputs x 4 inputs each) against lane j of
  * every pixel's chunk */
@@ -314,8 +329,8 @@ void mfe_gemm_pack(void *dst, const int8_t *w, const int32_t *bias, int32_t cout
         DDOT(0, j) DDOT(1, j) DDOT(2, j) DDOT(3, j) }
 #define DLOAD(p) xv##p = vld1q_s8(x##p + k);
 
-static __attribute__((noinline)) void kloop16(int32x4_t acc[GEMM_R][4], const int8_t *const xr[GEMM_R], const int8_t *w,
-                                              const int32_t *bias, int32_t cin, int pairs) {
+static __attribute__((noinline)) void kloop16(int8_t *const yr[GEMM_R], const int8_t *const xr[GEMM_R], const int8_t *w,
+                                              const int32_t *bias, int32_t cin, int pairs, const gemm_out *o) {
     (void)pairs;
     const int8_t *x0 = xr[0], *x1 = xr[1], *x2 = xr[2], *x3 = xr[3];
     const int32x4_t b0 = vld1q_s32(bias), b1 = vld1q_s32(bias + 4), b2 = vld1q_s32(bias + 8), b3 = vld1q_s32(bias + 12);
@@ -359,8 +374,8 @@ static inline int8x16_t ld1r_next(const int8_t **p) {
         const int16x8_t t0 = vmull_s8(vget_low_s8(w0), vget_low_s8(xa)), t1 = vmull_high_s8(w0, xa);            \
         NWIDEN(p, t0, t1) }
 
-static __attribute__((noinline)) void kloop16(int32x4_t acc[GEMM_R][4], const int8_t *const xr[GEMM_R], const int8_t *w,
-                                              const int32_t *bias, int32_t cin, int pairs) {
+static __attribute__((noinline)) void kloop16(int8_t *const yr[GEMM_R], const int8_t *const xr[GEMM_R], const int8_t *w,
+                                              const int32_t *bias, int32_t cin, int pairs, const gemm_out *o) {
     const int8_t *x0 = xr[0], *x1 = xr[1], *x2 = xr[2], *x3 = xr[3];
     const int32x4_t b0 = vld1q_s32(bias), b1 = vld1q_s32(bias + 4), b2 = vld1q_s32(bias + 8), b3 = vld1q_s32(bias + 12);
     NREP(NDECL)
@@ -409,23 +424,15 @@ void mfe_gemm_rows(int8_t *y, void *scratch, const int8_t *x, int np, int32_t ci
             m[j] = mult[o0 + j], s[j] = shift[o0 + j];
             mul32 &= shift[o0 + j] >= MFE_RQ_MUL32;
         }
-        const mfe_rq8__neon q0 = mfe_rq8_load__neon(m, s, mul32), q1 = mfe_rq8_load__neon(m + 8, s + 8, mul32);
+        const gemm_out out = {{mfe_rq8_load__neon(m, s, mul32), mfe_rq8_load__neon(m + 8, s + 8, mul32)}, vlo, vhi, n};
         for (int p0 = 0; p0 < np; p0 += GEMM_R) {
             const int8_t *xr[GEMM_R];  /* spare rows repeat the last one: computed, never stored */
-            for (int p = 0; p < GEMM_R; p++) xr[p] = x + (size_t)(p0 + p < np ? p0 + p : np - 1) * cin;
-            int32x4_t acc[GEMM_R][4];
-            kloop16(acc, xr, w + ob * 16 * kp, bias + o0, cin, pairs);
-            for (int p = 0; p < GEMM_R && p0 + p < np; p++) {
-                const int8x16_t v = vcombine_s8(mfe_rq8_apply__neon(acc[p][0], acc[p][1], &q0, vlo, vhi),
-                                                mfe_rq8_apply__neon(acc[p][2], acc[p][3], &q1, vlo, vhi));
-                int8_t *yp = y + (size_t)(p0 + p) * cout + o0;
-                if (n == 16) vst1q_s8(yp, v);
-                else {
-                    int8_t t[16];
-                    vst1q_s8(t, v);
-                    memcpy(yp, t, (size_t)n);
-                }
+            int8_t *yr[GEMM_R];
+            for (int p = 0; p < GEMM_R; p++) {
+                xr[p] = x + (size_t)(p0 + p < np ? p0 + p : np - 1) * cin;
+                yr[p] = p0 + p < np ? y + (size_t)(p0 + p) * cout + o0 : NULL;
             }
+            kloop16(yr, xr, w + ob * 16 * kp, bias + o0, cin, pairs, &out);
         }
     }
 }
