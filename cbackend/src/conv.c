@@ -175,6 +175,7 @@ typedef struct {  /* one allocation (the loader frees prep with free()) */
     int im2col;       /* gemm over im2col rows (dense convs other than 1x1) */
     int32_t *rq_shift;  /* the shifts for the SIMD requantisation, + MFE_RQ_MUL32 where that form is exact */
     int dw9;            /* NEON, depthwise 3x3 without a weight of -128: dw9_pixel__neon */
+    int all32;          /* every channel's rq_shift carries MFE_RQ_MUL32 */
     int32_t c16;        /* MFE_DW16, depthwise 3x3 with pad_value 0: channels [0, c16) go 16 at a time */
     void *dw16_taps;    /* their dw16_taps, one per 16 channels (32-byte aligned) */
     int32_t *dw16_rq;   /* their bias, mult and rq_shift in DW16_ORDER, c16 each */
@@ -262,9 +263,11 @@ int mfe_prepare_conv2d(const mfe_model *m, mfe_node *nd, char *err, size_t errle
             for (int32_t t = 0; t < taps; t++)
                 for (int32_t i = 0; i < x->c; i++) p->dense[((size_t)t * x->c + i) * cout + o] = w[((size_t)o * taps + t) * x->c + i];
     const int32_t *mult = nd->blob[MFE_CONV2D_B_MULT], *shift = nd->blob[MFE_CONV2D_B_SHIFT];
+    p->all32 = 1;
     for (int32_t o = 0; o < cout; o++) {  /* acc * mult + 2^(s-1) inside int32 for every acc this channel can hold */
         const int64_t top = acc_bound(w, bias, o, k) * mult[o] + (shift[o] ? (int64_t)1 << (shift[o] - 1) : 0);
         p->rq_shift[o] = shift[o] + (shift[o] <= 31 && top <= INT32_MAX ? MFE_RQ_MUL32 : 0);
+        p->all32 &= p->rq_shift[o] >= MFE_RQ_MUL32;
     }
     for (size_t i = 0; i < n_dw32; i++) p->dw32[i] = (uint16_t)p->dw[i];  /* (w, 0) as an int16 pair */
 #if MFE_DW16
@@ -361,8 +364,7 @@ void mfe_run_conv2d(const mfe_ctx *c, const void *in0, const void *in1, void *ou
     const int64_t rows = (int64_t)c->n * Y->h;
 #ifdef MFE_ISA_NEON
     if (prep->dw9) {
-        dw9_args d = {prep->dw, bias, nd->blob[MFE_CONV2D_B_MULT], prep->rq_shift, cout, 1, lo, hi};
-        for (int32_t o = 0; o < cout; o++) d.mul32 &= prep->rq_shift[o] >= MFE_RQ_MUL32;
+        const dw9_args d = {prep->dw, bias, nd->blob[MFE_CONV2D_B_MULT], prep->rq_shift, cout, prep->all32, lo, hi};
         const mfe_win9 geo = {sh, sw, pt, pl, a[MFE_CONV2D_PAD_VALUE]};
         MFE_PARALLEL_FOR(c->threads, r, rows, { mfe_window9_row(c, in0, out, r, geo, dw9_pixel__neon, &d); });
         return;

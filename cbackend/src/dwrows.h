@@ -6,11 +6,16 @@
  *   DW_MIN (hdw, seed 000's multiplication-free op): inputs shifted left by xshift, then
  *     sign(x) sign(w) min(|x|, |w|) = clamp(x sign(w), -|w|, |w|): a sign flip, a max and a min; padding is 0.
  * A tile is the channels of one vector. On AVX2, conv2d's rows (pad_value 0) take dw16_row for whole tiles of 16
- * channels first (int16 lanes, two kernel rows per vpmaddwd: below), and hdw's min op hdw16_row (int16 lanes
- * where nine taps fit). */
+ * channels first (int16 lanes, two kernel rows per vpmaddwd: below), and so does hdw's min op where nine taps
+ * fit int16. */
 #ifndef MFE_DWROWS_H
 #define MFE_DWROWS_H
 #include "x86.h"
+
+/* hdw's min op in int16 lanes (hdw.c hdw_i16; here on AVX2, and NEON's hdw_pixel__neon): per tap and channel
+ * ([tap][c], natural channel order) a = |w| << ws, -a and m = -(w < 0); per channel the bias plus the number of
+ * negative taps; the requantisation. */
+typedef struct { const int16_t *a, *na, *m; const int32_t *bias, *mult, *shift; int32_t c; } hdw16_tables;
 
 #if defined(MFE_ISA_AVX512)
 #define MFE_DW_ROWS 1
@@ -70,7 +75,7 @@ enum { DW_MAC, DW_MIN };
 typedef struct {
     const int8_t *rows[3];  /* input rows of the three taps, NULL where padding */
     int32_t w_in, cstride, sh, pt, pl, xs;  /* input width, channels; stride and padding (rows, top, left); hdw's xshift */
-    int32_t c16;            /* channels [0, c16) are dw16_row's or hdw16_row's (0: none) */
+    int32_t c16;            /* channels [0, c16) are dw16_row's (0: none) */
 } dw3_geom;
 
 typedef struct { dw_vec w[9], aw[9], naw[9]; } dw3_taps;  /* DW_MIN: |w| and -|w| too */
@@ -185,10 +190,7 @@ static inline __attribute__((always_inline)) void dw16_pixels(int8_t *y, const d
 }
 
 /* hdw's min op 16 channels a step in int16 lanes (hdw.c hdw_i16: nine taps fit int16): sign(w) clamp(x << xs,
- * -a, a) as clamp(...) ^ m, m = -(w < 0), whose -1s the loader put back into the bias. Tables [tap][c] int16
- * (a = |w| << ws, -a, m), bias int32, all in natural channel order. */
-typedef struct { const int16_t *a, *na, *m; const int32_t *bias, *mult, *shift; int32_t c; } hdw16_tables;
-
+ * -a, a) as clamp(...) ^ m, m = -(w < 0), whose -1s the loader put back into the bias. */
 static inline __attribute__((always_inline)) void hdw16_pixels(int8_t *y, const dw3_geom *g, int32_t ox, int32_t c0,
                                                                 const hdw16_tables *t, const __m256i bias[2],
                                                                 const mfe_rq8 q[2], const int NPIX, const int SW) {
@@ -218,37 +220,29 @@ static inline __attribute__((always_inline)) void hdw16_pixels(int8_t *y, const 
     }
 }
 
-static inline void hdw16_row(int8_t *y, const dw3_geom *g, int32_t wout, const hdw16_tables *t, int32_t lo, int32_t hi,
-                             const int SW) {
+/* The first g->c16 channels of one output row, 16 at a time (OP: dw16_pixels' or hdw16_pixels' tables in t);
+ * dw3_row does the rest. */
+static inline void dw16_row(int8_t *y, const dw3_geom *g, int32_t wout, const void *t, int32_t lo, int32_t hi,
+                            const int OP, const int SW) {
+    const dw16_tables *mac = t;
+    const hdw16_tables *mn = t;
+    const int32_t *bias = OP == DW_MAC ? mac->bias : mn->bias, *mult = OP == DW_MAC ? mac->mult : mn->mult;
+    const int32_t *shift = OP == DW_MAC ? mac->shift : mn->shift;
     for (int32_t c0 = 0; c0 < g->c16; c0 += 16) {
-        const __m256i bias[2] = {_mm256_loadu_si256((const __m256i *)(t->bias + c0)),
-                                 _mm256_loadu_si256((const __m256i *)(t->bias + c0 + 8))};
-        const mfe_rq8 q[2] = {mfe_rq8_load(t->mult + c0, t->shift + c0, 8, lo, hi),
-                              mfe_rq8_load(t->mult + c0 + 8, t->shift + c0 + 8, 8, lo, hi)};
+        const __m256i b[2] = {_mm256_loadu_si256((const __m256i *)(bias + c0)), _mm256_loadu_si256((const __m256i *)(bias + c0 + 8))};
+        const mfe_rq8 q[2] = {mfe_rq8_load(mult + c0, shift + c0, 8, lo, hi), mfe_rq8_load(mult + c0 + 8, shift + c0 + 8, 8, lo, hi)};
+#define PIXELS16(NPIX) (OP == DW_MAC ? dw16_pixels(y, g, ox, c0, mac->taps + c0 / 16, b, q, NPIX, SW) \
+                                    : hdw16_pixels(y, g, ox, c0, mn, b, q, NPIX, SW))
         int32_t ox = 0;
-        for (; ox + 2 <= wout; ox += 2) hdw16_pixels(y, g, ox, c0, t, bias, q, 2, SW);
-        if (ox < wout) hdw16_pixels(y, g, ox, c0, t, bias, q, 1, SW);
-    }
-}
-
-/* The first g->c16 channels of one output row, 16 at a time; dw3_row does the rest. */
-static inline void dw16_row(int8_t *y, const dw3_geom *g, int32_t wout, const dw16_tables *t, int32_t lo, int32_t hi,
-                            const int SW) {
-    for (int32_t c0 = 0; c0 < g->c16; c0 += 16) {
-        const dw16_taps *k = t->taps + c0 / 16;
-        const __m256i bias[2] = {_mm256_loadu_si256((const __m256i *)(t->bias + c0)),
-                                 _mm256_loadu_si256((const __m256i *)(t->bias + c0 + 8))};
-        const mfe_rq8 q[2] = {mfe_rq8_load(t->mult + c0, t->shift + c0, 8, lo, hi),
-                              mfe_rq8_load(t->mult + c0 + 8, t->shift + c0 + 8, 8, lo, hi)};
-        int32_t ox = 0;
-        for (; ox + 2 <= wout; ox += 2) dw16_pixels(y, g, ox, c0, k, bias, q, 2, SW);
-        if (ox < wout) dw16_pixels(y, g, ox, c0, k, bias, q, 1, SW);
+        for (; ox + 2 <= wout; ox += 2) PIXELS16(2);
+        if (ox < wout) PIXELS16(1);
+#undef PIXELS16
     }
 }
 #endif
 
-/* Output row r of the batch: the input rows of its taps, then dw16_row or hdw16_row (t: their tables, where
- * geo.c16 > 0) and dw3_row. */
+/* Output row r of the batch: the input rows of its taps, then dw16_row (t: its tables, where geo.c16 > 0) and
+ * dw3_row. */
 static inline __attribute__((always_inline)) void dw3_row_at(const mfe_tensor *X, const mfe_tensor *Y, const void *in,
                                                               void *out, int64_t r, dw3_geom geo, const int32_t *w,
                                                               const int32_t *bias, const int32_t *mult, const int32_t *shift,
@@ -260,8 +254,7 @@ static inline __attribute__((always_inline)) void dw3_row_at(const mfe_tensor *X
         geo.rows[ky] = iy >= 0 && iy < X->h ? row.x + (size_t)iy * X->w * X->c : NULL;
     }
 #if MFE_DW16
-    if (OP == DW_MAC && geo.c16) dw16_row(row.y, &geo, Y->w, t, lo, hi, SW);
-    if (OP == DW_MIN && geo.c16) hdw16_row(row.y, &geo, Y->w, t, lo, hi, SW);
+    if (geo.c16) dw16_row(row.y, &geo, Y->w, t, lo, hi, OP, SW);
 #else
     (void)t;
 #endif

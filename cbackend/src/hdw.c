@@ -71,13 +71,9 @@ static int hdw_i16(const mfe_node *nd) {
 }
 
 typedef struct {  /* one allocation (the loader frees prep with free()) */
-    int32_t *w;  /* 9 x C: the weights widened and shifted once, for taps that load int32 lanes */
-    /* hdw_i16: per tap and channel a = |w| << ws, -a and m = -(w < 0); per channel the bias plus the number of
-     * negative taps; and the rest of what the NEON pixels read */
-    int32_t *bias;
-    int16_t *a, *na, *m;
-    const int32_t *mult, *shift;
-    int32_t c, xshift, lo, hi;
+    int32_t *w;          /* 9 x C: the weights widened and shifted once, for taps that load int32 lanes */
+    hdw16_tables t;      /* hdw_i16 (t.bias != NULL): the int16 tables, in data[] too */
+    int32_t xshift, lo, hi;  /* and the rest of what NEON's pixels read */
     int32_t data[];
 } hdw_prep;
 
@@ -86,8 +82,8 @@ typedef struct {  /* one allocation (the loader frees prep with free()) */
  * -a, a) as clamp(...) ^ m, which is -v - 1 where w < 0; the bias holds the 1s back. */
 static void hdw_pixel__neon(int8_t *y, const int8_t *const win[9], const void *ctx) {
     const hdw_prep *t = ctx;  /* its fields in locals: y's stores could alias *t, and gcc would reload them */
-    const int16_t *ta = t->a, *tna = t->na, *tm = t->m;
-    const int32_t *bias = t->bias, *mult = t->mult, *shift = t->shift, c = t->c;
+    const int16_t *ta = t->t.a, *tna = t->t.na, *tm = t->t.m;
+    const int32_t *bias = t->t.bias, *mult = t->t.mult, *shift = t->t.shift, c = t->t.c;
     const int32x4_t vlo = vdupq_n_s32(t->lo), vhi = vdupq_n_s32(t->hi);
     const int16x8_t sh = vdupq_n_s16((int16_t)t->xshift);
     const int8_t *x0 = win[0], *x1 = win[1], *x2 = win[2], *x3 = win[3], *x4 = win[4], *x5 = win[5], *x6 = win[6],
@@ -142,19 +138,21 @@ int mfe_prepare_hdw(const mfe_model *m, mfe_node *nd, char *err, size_t errlen) 
     hdw_prep *p = malloc(sizeof *p + (sizeof(int32_t) * 9 + (i16 ? sizeof(int32_t) + 27 * sizeof(int16_t) : 0)) * (size_t)c);
     if (!p) MFE_FAIL(MFE_ENOMEM, "out of memory");
     nd->prep = p;
-    *p = (hdw_prep){p->data, NULL, NULL, NULL, NULL, nd->blob[MFE_HDW_B_MULT], nd->blob[MFE_HDW_B_SHIFT], c,
-                    nd->a[MFE_HDW_XSHIFT], nd->a[MFE_HDW_ACT_LO], nd->a[MFE_HDW_ACT_HI]};
+    p->w = p->data;
+    p->xshift = nd->a[MFE_HDW_XSHIFT], p->lo = nd->a[MFE_HDW_ACT_LO], p->hi = nd->a[MFE_HDW_ACT_HI];
     const int8_t *src = nd->blob[MFE_HDW_B_WEIGHT];
     const int32_t ws = nd->a[MFE_HDW_WSHIFT];
     for (int32_t i = 0; i < 9 * c; i++) p->w[i] = (int32_t)((uint32_t)(int32_t)src[i] << ws);
+    p->t = (hdw16_tables){NULL, NULL, NULL, NULL, nd->blob[MFE_HDW_B_MULT], nd->blob[MFE_HDW_B_SHIFT], c};
     if (i16) {
-        p->bias = p->w + 9 * (size_t)c;
-        p->a = (int16_t *)(p->bias + c), p->na = p->a + 9 * (size_t)c, p->m = p->na + 9 * (size_t)c;
-        for (int32_t i = 0; i < c; i++) p->bias[i] = bias[i];
+        int32_t *b = p->w + 9 * (size_t)c;
+        int16_t *a = (int16_t *)(b + c), *na = a + 9 * (size_t)c, *m = na + 9 * (size_t)c;
+        for (int32_t i = 0; i < c; i++) b[i] = bias[i];
         for (int32_t i = 0; i < 9 * c; i++) {
-            p->a[i] = (int16_t)(mfe_abs64(src[i]) << ws), p->na[i] = (int16_t)-p->a[i], p->m[i] = (int16_t)-(src[i] < 0);
-            p->bias[i % c] -= p->m[i];
+            a[i] = (int16_t)(mfe_abs64(src[i]) << ws), na[i] = (int16_t)-a[i], m[i] = (int16_t)-(src[i] < 0);
+            b[i % c] -= m[i];
         }
+        p->t.a = a, p->t.na = na, p->t.m = m, p->t.bias = b;
     }
     nd->scratch = sizeof(int32_t) * (size_t)c;
     return MFE_OK;
@@ -172,22 +170,16 @@ void mfe_run_hdw(const mfe_ctx *c, const void *in0, const void *in1, void *out) 
     const int64_t rows = (int64_t)c->n * Y->h;
 #if MFE_DW_ROWS
     if (!ef) {  /* the min op by rows (dwrows.h), accumulators in registers; zero padding adds nothing */
-        const dw3_geom geo = {{NULL, NULL, NULL}, X->w, C, s, 1, 1, xs, p->bias ? C / 16 * 16 : 0};
-#if MFE_DW16
-        const hdw16_tables t16 = {p->a, p->na, p->m, p->bias, mult, shift, C};
-        const void *t = &t16;
-#else
-        const void *t = NULL;
-#endif
+        const dw3_geom geo = {{NULL, NULL, NULL}, X->w, C, s, 1, 1, xs, p->t.bias ? C / 16 * 16 : 0};
         MFE_PARALLEL_FOR(c->threads, r, rows, {
-            if (s == 1) dw3_row_at(X, Y, in0, out, r, geo, w, bias, mult, shift, 0, lo, hi, t, DW_MIN, 1);
-            else dw3_row_at(X, Y, in0, out, r, geo, w, bias, mult, shift, 0, lo, hi, t, DW_MIN, 2);
+            if (s == 1) dw3_row_at(X, Y, in0, out, r, geo, w, bias, mult, shift, 0, lo, hi, &p->t, DW_MIN, 1);
+            else dw3_row_at(X, Y, in0, out, r, geo, w, bias, mult, shift, 0, lo, hi, &p->t, DW_MIN, 2);
         });
         return;
     }
 #endif
 #ifdef MFE_ISA_NEON
-    if (p->bias) {  /* hdw_i16 */
+    if (p->t.bias) {  /* hdw_i16 */
         const mfe_win9 geo = {s, s, 1, 1, 0};
         MFE_PARALLEL_FOR(c->threads, r, rows, { mfe_window9_row(c, in0, out, r, geo, hdw_pixel__neon, p); });
         return;
