@@ -1,6 +1,7 @@
 """One way to run a click command as a program: one-line `error: ...` and exit 1, tracebacks only with --debug."""
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import traceback
@@ -23,23 +24,9 @@ def writable(path: str, folder: bool = False) -> None:
 
 
 def progressbar(label: str, iterable=None, length: int | None = None, show: bool = True):
-    """click's progress bar on stderr (stdout stays for results and --json), or where show is False a
-    stand-in that iterates the same and draws nothing."""
-    return click.progressbar(iterable, length=length, label=label, file=sys.stderr) if show else _Quiet(iterable)
-
-
-class _Quiet:
-    def __init__(self, iterable):
-        self.iterable = iterable
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def __iter__(self):
-        return iter(self.iterable)
+    """click's progress bar on stderr (stdout stays for results and --json), or where show is False the
+    iterable itself, drawing nothing."""
+    return click.progressbar(iterable, length=length, label=label, file=sys.stderr) if show else contextlib.nullcontext(iterable)
 
 
 NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2; 8.1 exits 0 with the help itself
